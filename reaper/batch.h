@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: PostgreSQL
+ *
+ * The measurement model. A batch is the rows of one (source, metric) fetch, handed to
+ * every sink. It is a view, not a copy: values are read straight out of the PGresult
+ * (or, for measurements pgreaper makes itself such as instance_up, out of a small
+ * array), so turning a result into measurements allocates nothing per value.
+ *
+ * Columns are classified once per result: "epoch_ns" gives the row time (nanoseconds
+ * since the Unix epoch; the fetch time when absent or unparsable), columns named
+ * "tag_*" are tags, every other column is a field whose JSON type follows the column
+ * type: integers, floats and numerics become JSON numbers (NaN and infinities become
+ * null), bool becomes true/false, json/jsonb is embedded as is, everything else is a
+ * string.
+ */
+#ifndef RP_REAPER_BATCH_H
+#define RP_REAPER_BATCH_H
+
+#include "reaper/buf.h"
+#include "reaper/config.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct pg_result;
+
+typedef enum rp_value_kind {
+    RP_VAL_TEXT = 0,
+    RP_VAL_INT,
+    RP_VAL_FLOAT,
+    RP_VAL_NUMERIC,
+    RP_VAL_BOOL,
+    RP_VAL_JSON,
+} rp_value_kind;
+
+typedef enum rp_col_role {
+    RP_COL_FIELD = 0,
+    RP_COL_TAG,  /* name starts with "tag_" */
+    RP_COL_TIME, /* "epoch_ns" */
+} rp_col_role;
+
+typedef struct rp_column {
+    const char *name; /* borrowed from the result (or static) */
+    rp_col_role role;
+    rp_value_kind kind;
+} rp_column;
+
+typedef struct rp_batch {
+    const char *source;      /* source name (the stored dbname); borrowed */
+    const char *metric;      /* metric name; borrowed */
+    const char *storage;     /* where it is stored: storage_name or metric; borrowed */
+    int64_t fetch_time_ns;   /* wall clock at fetch */
+    const rp_tag *custom_tags; /* the source's custom_tags; borrowed */
+    size_t ncustom_tags;
+    size_t nrows;
+    size_t ncols;
+    rp_column *cols; /* owned */
+    int time_col;    /* index of epoch_ns, or -1 */
+    const struct pg_result *res;  /* borrowed; either res ... */
+    const char *const *vals;      /* ... or vals[row * ncols + col], NULL = SQL null */
+} rp_batch;
+
+/* Map a PostgreSQL type OID to a value kind. */
+rp_value_kind rp_value_kind_for_oid(unsigned oid);
+
+/* Describe res (borrowed, must outlive the batch). Allocates the column array only. */
+void rp_batch_init_result(rp_batch *b, const struct pg_result *res);
+/* Describe a synthetic batch: cols (copied) and vals (borrowed). */
+void rp_batch_init_values(rp_batch *b, const rp_column *cols, size_t ncols, size_t nrows,
+                          const char *const *vals);
+void rp_batch_fini(rp_batch *b);
+
+/* A value's text (NULL for SQL null) and its length. */
+const char *rp_batch_value(const rp_batch *b, size_t row, size_t col, size_t *len);
+/* The row's time in ns: epoch_ns when present and valid, else the fetch time. */
+int64_t rp_batch_row_time(const rp_batch *b, size_t row);
+/* Append the JSON form of one value (see above). */
+void rp_batch_json_value(rp_buf *out, const rp_batch *b, size_t row, size_t col);
+/* Parse an epoch_ns text (integer, numeric or float); 0 or -EINVAL. */
+int rp_batch_parse_epoch_ns(const char *s, int64_t *out);
+
+#endif /* RP_REAPER_BATCH_H */

@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: PostgreSQL
+ *
+ * Growable byte buffer and JSON string escaping.
+ */
+#include "reaper/buf.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "reaper/mem.h"
+
+void rp_buf_fini(rp_buf *b)
+{
+    rp_free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+void rp_buf_reset(rp_buf *b)
+{
+    b->len = 0;
+    if (b->data)
+        b->data[0] = '\0';
+}
+
+void rp_buf_reserve(rp_buf *b, size_t extra)
+{
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap)
+        return;
+    size_t ncap = b->cap ? b->cap : 64;
+    while (ncap < need)
+        ncap *= 2;
+    b->data = rp_realloc(b->data, ncap);
+    b->cap = ncap;
+}
+
+void rp_buf_append(rp_buf *b, const void *p, size_t n)
+{
+    rp_buf_reserve(b, n);
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void rp_buf_puts(rp_buf *b, const char *s)
+{
+    rp_buf_append(b, s, strlen(s));
+}
+
+void rp_buf_putc(rp_buf *b, char c)
+{
+    rp_buf_reserve(b, 1);
+    b->data[b->len++] = c;
+    b->data[b->len] = '\0';
+}
+
+void rp_buf_vprintf(rp_buf *b, const char *fmt, va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    rp_buf_reserve(b, 64);
+    int n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+    if (n < 0) {
+        va_end(ap2);
+        return;
+    }
+    if ((size_t)n >= b->cap - b->len) {
+        rp_buf_reserve(b, (size_t)n);
+        vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap2);
+    }
+    b->len += (size_t)n;
+    va_end(ap2);
+}
+
+void rp_buf_printf(rp_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    rp_buf_vprintf(b, fmt, ap);
+    va_end(ap);
+}
+
+void rp_buf_consume(rp_buf *b, size_t n)
+{
+    if (n >= b->len) {
+        rp_buf_reset(b);
+        return;
+    }
+    memmove(b->data, b->data + n, b->len - n);
+    b->len -= n;
+    b->data[b->len] = '\0';
+}
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 if invalid. */
+static size_t utf8_seq_len(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+        cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+        return 0;
+    return len;
+}
+
+void rp_buf_json_str(rp_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s;
+    rp_buf_reserve(b, n + 2);
+    rp_buf_putc(b, '"');
+    size_t run = 0; /* start of the pending run of bytes that need no escaping */
+    for (size_t i = 0; i < n;) {
+        unsigned c = p[i];
+        size_t sl = 1;
+        const char *esc = NULL;
+        char ubuf[7];
+        if (c == '"')
+            esc = "\\\"";
+        else if (c == '\\')
+            esc = "\\\\";
+        else if (c == '\n')
+            esc = "\\n";
+        else if (c == '\r')
+            esc = "\\r";
+        else if (c == '\t')
+            esc = "\\t";
+        else if (c < 0x20 || c == 0x7F) {
+            ubuf[0] = '\\', ubuf[1] = 'u', ubuf[2] = '0', ubuf[3] = '0';
+            ubuf[4] = hex[c >> 4], ubuf[5] = hex[c & 15], ubuf[6] = '\0';
+            esc = ubuf;
+        } else if (c >= 0x80) {
+            sl = utf8_seq_len(p + i, n - i);
+            if (sl == 0) {
+                esc = "\xEF\xBF\xBD";
+                sl = 1;
+            }
+        }
+        if (esc) {
+            rp_buf_append(b, s + run, i - run);
+            rp_buf_puts(b, esc);
+            run = i + sl;
+        }
+        i += sl;
+    }
+    rp_buf_append(b, s + run, n - run);
+    rp_buf_putc(b, '"');
+}

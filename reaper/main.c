@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: PostgreSQL
+ *
+ * pgreaper entry point: flags, --check, --help, --version, then the reaper.
+ */
+#include "rp_config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "reaper/config.h"
+#include "reaper/log.h"
+#include "reaper/options.h"
+#include "reaper/reaper.h"
+
+static int run_check(const rp_options *o)
+{
+    rp_diag diag;
+    rp_diag_init(&diag);
+    rp_catalog *cat;
+    rp_source_set *set;
+    int rc = rp_reaper_load(o, &cat, &set, &diag);
+    if (diag.text.len)
+        fputs(diag.text.data, stderr);
+    if (rc < 0) {
+        fprintf(stderr, "pgreaper: configuration has %d error%s\n", diag.count,
+                diag.count == 1 ? "" : "s");
+        rp_diag_fini(&diag);
+        return 1;
+    }
+    size_t enabled = 0;
+    for (size_t i = 0; set && i < set->nsources; i++)
+        enabled += set->sources[i].is_enabled;
+    printf("configuration is valid: %zu sources (%zu enabled), %zu metrics, %zu presets\n",
+           set ? set->nsources : 0, enabled, cat->nmetrics, cat->npresets);
+    rp_catalog_unref(cat);
+    rp_source_set_free(set);
+    rp_diag_fini(&diag);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    rp_options o;
+    rp_options_init(&o);
+    char err[512];
+    int rc;
+    if (rp_options_parse(&o, argc, argv, err, sizeof(err)) < 0) {
+        fprintf(stderr, "pgreaper: %s\nTry \"pgreaper --help\" for more information.\n", err);
+        rp_options_fini(&o);
+        return 2;
+    }
+    rp_log_setup(o.log_level, o.log_format);
+    if (o.help) {
+        rp_options_usage("pgreaper");
+        rc = 0;
+    } else if (o.version) {
+        printf("pgreaper %s\n", RP_VERSION);
+        rc = 0;
+    } else if (o.check) {
+        rc = run_check(&o);
+    } else if (!o.sources || o.nsinks == 0) {
+        fprintf(stderr, "pgreaper: %s\nTry \"pgreaper --help\" for more information.\n",
+                !o.sources ? "no sources given: use --sources FILE|DIR"
+                           : "no sink given: use --sink jsonfile:///path.jsonl or --sink jsonfile:-");
+        rc = 2;
+    } else {
+        rc = rp_reaper_run(&o);
+    }
+    rp_options_fini(&o);
+    return rc;
+}

@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: PostgreSQL
+ *
+ * Command-line flags and their PGREAPER_* environment variables. One table drives
+ * parsing, --help and the docs-drift test: every flag has an environment variable, and
+ * a flag on the command line wins over the environment.
+ */
+#ifndef RP_REAPER_OPTIONS_H
+#define RP_REAPER_OPTIONS_H
+
+#include "reaper/compiler.h"
+#include "reaper/log.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct rp_options {
+    char *sources;  /* file or folder */
+    char *metrics;  /* file or folder; NULL = built-in catalogue */
+    char **sinks;
+    size_t nsinks;
+    char **groups;
+    size_t ngroups;
+    int refresh_s;           /* 0 = only on SIGHUP */
+    int statement_timeout_s; /* default for metrics without statement_timeout_seconds */
+    int connect_timeout_s;
+    int shutdown_timeout_s;
+    double interval_scale;
+    bool no_prepared;
+    bool allow_unknown_keys;
+    bool check;
+    bool help;
+    bool version;
+    rp_log_level log_level;
+    rp_log_format log_format;
+    char *libpq_trace;
+} rp_options;
+
+typedef enum rp_opt_type {
+    RP_OPT_STRING,
+    RP_OPT_LIST, /* repeatable; the environment variable holds a whitespace-separated list */
+    RP_OPT_INT,
+    RP_OPT_DOUBLE,
+    RP_OPT_BOOL,
+    RP_OPT_LEVEL,
+    RP_OPT_FORMAT,
+} rp_opt_type;
+
+typedef struct rp_opt_def {
+    const char *name; /* long flag without "--" */
+    const char *env;
+    rp_opt_type type;
+    size_t offset; /* into rp_options */
+    long min, max; /* for RP_OPT_INT */
+    const char *arg;  /* argument name for --help, NULL for booleans */
+    const char *dflt; /* default as text, for --help and docs */
+    const char *help;
+} rp_opt_def;
+
+extern const rp_opt_def rp_opt_table[];
+extern const size_t rp_opt_count;
+
+void rp_options_init(rp_options *o);
+void rp_options_fini(rp_options *o);
+
+/*
+ * Fill o from the environment (envp-style lookups through getenv) and then argv.
+ * Returns 0, or -EINVAL with a one-line message in err (usage error: exit code 2).
+ */
+RP_NODISCARD int rp_options_parse(rp_options *o, int argc, char **argv, char *err, size_t errlen);
+
+/* Print --help text to stdout. */
+void rp_options_usage(const char *argv0);
+
+#endif /* RP_REAPER_OPTIONS_H */

@@ -1,0 +1,1318 @@
+/* SPDX-License-Identifier: PostgreSQL
+ *
+ * The source reaper state machine.
+ *
+ *   IDLE --start--> RESOLVING --addresses--> CONNECTING --ok--> BUSY (runtime info)
+ *   BUSY --all results read--> READY --tick due--> BUSY (one pipeline) --> READY ...
+ *   any failure --> BACKOFF --timer--> RESOLVING
+ *   stop: BUSY --> DRAINING --done or deadline--> CLOSING; other states --> CLOSING
+ *
+ * uv callbacks only translate their event and call step(); each state has one handler.
+ * Only set_state() writes src->state. The object is freed in its last close callback.
+ */
+#include "reaper/source.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+#include <uv.h>
+
+#include "reaper/batch.h"
+#include "reaper/buf.h"
+#include "reaper/connstr.h"
+#include "reaper/log.h"
+#include "reaper/mem.h"
+#include "reaper/scheduler.h"
+#include "sinks/sink.h"
+
+#define BACKOFF_MIN_MS     1000
+#define BACKOFF_MAX_MS     60000
+#define ERROR_RELOG_MS     (10 * 60 * 1000)
+#define BATCH_GRACE_MS     10000
+#define INSTANCE_UP_METRIC "instance_up"
+
+typedef enum rp_source_state {
+    RP_SOURCE_IDLE = 0,   /* created; waits for rp_source_start() */
+    RP_SOURCE_RESOLVING,  /* waits for uv_getaddrinfo of host[resolve_idx] */
+    RP_SOURCE_CONNECTING, /* waits for socket readiness asked by PQconnectPoll; deadline */
+    RP_SOURCE_BUSY,       /* a pipeline is in flight: flush and read results; deadline */
+    RP_SOURCE_READY,      /* connected and idle: tick timer armed, socket watched */
+    RP_SOURCE_BACKOFF,    /* waits to reconnect */
+    RP_SOURCE_DRAINING,   /* stop requested while BUSY: finish the batch, deadline */
+    RP_SOURCE_CLOSING,    /* handles closing; freed in the last close callback */
+} rp_source_state;
+
+static const char *const state_names[] = {"idle", "resolving", "connecting", "busy",
+                                          "ready", "backoff", "draining", "closing"};
+
+typedef enum rp_event {
+    EV_IO,        /* socket readiness in src->io_events */
+    EV_IO_ERROR,  /* poll reported an error */
+    EV_DEADLINE,  /* the state's deadline passed (io_timer) */
+    EV_RESOLVED,  /* uv_getaddrinfo finished (src->resolve_status) */
+} rp_event;
+
+typedef enum item_kind {
+    ITEM_SET_TIMEOUT,
+    ITEM_PREPARE,
+    ITEM_QUERY,
+    ITEM_RUNTIME,
+    ITEM_SYNC,
+} item_kind;
+
+typedef struct item {
+    item_kind kind;
+    int slot; /* metric slot for PREPARE and QUERY */
+} item;
+
+/* One metric as this connection runs it. */
+typedef struct slot {
+    const rp_metric_def *def; /* borrowed from src->cat */
+    int interval_s;
+    const char *sql;          /* for the server version; NULL: nothing to run */
+    char stmt_name[24];
+    bool prepared;
+    bool no_sql_logged;
+    bool failing;             /* last run failed (for transition logging) */
+    uint64_t err_hash;
+    uint64_t err_logged_at;
+    int64_t fetch_time_ns;
+} slot;
+
+struct rp_source {
+    rp_source_state state;
+    const rp_source_opts *opts;
+    rp_source_def def;
+    rp_catalog *cat;
+    char *masked_conn; /* conn_str with passwords masked, for messages */
+
+    /* connection parameters from PQconninfoParse, and resolved addresses */
+    char **kw, **val;
+    size_t nkw;
+    char **hosts; /* host list entries (may be empty strings) */
+    char **addrs; /* resolved hostaddr per host ("" = use host) */
+    size_t nhosts;
+    size_t resolve_idx;
+    int resolve_status;
+    bool resolving;
+    uv_getaddrinfo_t resolver;
+
+    PGconn *conn;
+    FILE *trace;
+    uv_poll_t *poll; /* heap: re-created when the socket changes */
+    int poll_fd;
+    int poll_events;
+    int io_events;
+    bool is_tcp;
+    uv_timer_t tick_timer;
+    uv_timer_t io_timer;
+    unsigned pending_closes;
+
+    /* server facts from the runtime query */
+    int server_version;
+    bool in_recovery;
+    bool role_known;
+    bool is_superuser;
+    char sysid[32];
+    char dbname[64];
+    int runtime_variant; /* 0: with system identifier; 1: without (no privilege) */
+    uint64_t runtime_due;
+
+    /* plan and schedule */
+    slot *slots;
+    size_t nslots;
+    rp_sched sched;
+    size_t *due;
+    item *items;
+    size_t nitems, cap_items, cur_item;
+    int cur_timeout_ms; /* statement_timeout on the connection; -1 unknown */
+    unsigned stmt_gen;
+    int null_streak;
+    bool standby_blocked_logged;
+
+    int backoff_ms;
+    bool down_logged;
+    bool was_connected;
+    char last_error[256];
+    int drain_ms;
+    rp_source_closed_cb closed_cb;
+    void *closed_arg;
+    rp_source_stats stats;
+};
+
+static void step(rp_source *src, rp_event ev);
+static void enter_resolving(rp_source *src);
+static void enter_connecting(rp_source *src);
+static void enter_ready(rp_source *src);
+static void enter_backoff(rp_source *src, const char *why);
+static void enter_closing(rp_source *src);
+static void send_pipeline(rp_source *src, const size_t *due, size_t ndue, bool runtime);
+
+/*-------------------------------------------------------------------------
+ * Small helpers
+ *-------------------------------------------------------------------------
+ */
+
+static int64_t wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static uint64_t now_ms(const rp_source *src)
+{
+    return uv_now(src->opts->loop);
+}
+
+static void set_state(rp_source *src, rp_source_state next)
+{
+    if (src->state == next)
+        return;
+    rp_log_at(RP_LOG_DEBUG, src->def.name, NULL, NULL, "state %s -> %s",
+              state_names[src->state], state_names[next]);
+    rp_assert(src->state != RP_SOURCE_CLOSING);
+    src->state = next;
+    uv_timer_stop(&src->io_timer);
+}
+
+static void on_io_timer(uv_timer_t *t);
+
+static void arm_deadline(rp_source *src, uint64_t ms)
+{
+    uv_timer_start(&src->io_timer, on_io_timer, ms, 0);
+}
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+/* libpq error text without the trailing newline, into src->last_error. */
+static const char *conn_error(rp_source *src)
+{
+    rp_buf b = RP_BUF_INIT;
+    rp_connstr_scrub(src->def.conn_str, src->conn ? PQerrorMessage(src->conn) : "no connection",
+                     &b);
+    snprintf(src->last_error, sizeof(src->last_error), "%s", b.data ? b.data : "");
+    rp_buf_fini(&b);
+    size_t n = strlen(src->last_error);
+    while (n > 0 && (src->last_error[n - 1] == '\n' || src->last_error[n - 1] == ' '))
+        src->last_error[--n] = '\0';
+    return src->last_error;
+}
+
+/*-------------------------------------------------------------------------
+ * uv callbacks: translate and step
+ *-------------------------------------------------------------------------
+ */
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    rp_source *src = h->data;
+    src->io_events = events;
+    step(src, status < 0 ? EV_IO_ERROR : EV_IO);
+}
+
+static void on_io_timer(uv_timer_t *t)
+{
+    step(t->data, EV_DEADLINE);
+}
+
+static void on_tick_timer(uv_timer_t *t);
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    rp_source *src = req->data;
+    src->resolving = false;
+    src->resolve_status = status;
+    if (status == 0 && res) {
+        char ip[INET6_ADDRSTRLEN] = "";
+        if (res->ai_family == AF_INET)
+            uv_ip4_name((struct sockaddr_in *)res->ai_addr, ip, sizeof(ip));
+        else if (res->ai_family == AF_INET6)
+            uv_ip6_name((struct sockaddr_in6 *)res->ai_addr, ip, sizeof(ip));
+        rp_free(src->addrs[src->resolve_idx]);
+        src->addrs[src->resolve_idx] = rp_strdup(ip);
+    }
+    uv_freeaddrinfo(res);
+    if (src->state == RP_SOURCE_CLOSING) {
+        if (--src->pending_closes == 0)
+            enter_closing(src); /* completes the free */
+        return;
+    }
+    step(src, EV_RESOLVED);
+}
+
+/*-------------------------------------------------------------------------
+ * Socket watching
+ *-------------------------------------------------------------------------
+ */
+
+static void on_poll_closed(uv_handle_t *h)
+{
+    rp_source *src = h->data;
+    rp_free(h);
+    if (src && --src->pending_closes == 0 && src->state == RP_SOURCE_CLOSING)
+        enter_closing(src);
+}
+
+static void unwatch(rp_source *src)
+{
+    if (!src->poll)
+        return;
+    uv_poll_stop(src->poll);
+    src->pending_closes++;
+    uv_close((uv_handle_t *)src->poll, on_poll_closed);
+    src->poll = NULL;
+    src->poll_fd = -1;
+    src->poll_events = 0;
+}
+
+/* Watch the connection's socket for events; re-creates the handle if the socket changed. */
+static int watch(rp_source *src, int events)
+{
+    int fd = PQsocket(src->conn);
+    if (fd < 0)
+        return -EBADF;
+    if (src->poll && src->poll_fd != fd)
+        unwatch(src);
+    if (!src->poll) {
+        src->poll = rp_malloc(sizeof(uv_poll_t));
+        int rc = uv_poll_init(src->opts->loop, src->poll, fd);
+        if (rc < 0) {
+            rp_free(src->poll);
+            src->poll = NULL;
+            return rc;
+        }
+        src->poll->data = src;
+        src->poll_fd = fd;
+        src->poll_events = 0;
+    }
+    if (events != src->poll_events) {
+        int rc = uv_poll_start(src->poll, events, on_poll);
+        if (rc < 0)
+            return rc;
+        src->poll_events = events;
+    }
+    return 0;
+}
+
+static void disconnect(rp_source *src)
+{
+    unwatch(src);
+    if (src->conn) {
+        PQfinish(src->conn);
+        src->conn = NULL;
+    }
+    if (src->trace) {
+        fclose(src->trace);
+        src->trace = NULL;
+    }
+    for (size_t i = 0; i < src->nslots; i++)
+        src->slots[i].prepared = false;
+    src->cur_timeout_ms = -1;
+    src->nitems = src->cur_item = 0;
+}
+
+/*-------------------------------------------------------------------------
+ * Measurements pgreaper makes itself
+ *-------------------------------------------------------------------------
+ */
+
+static void emit_instance_up(rp_source *src, bool up)
+{
+    static const rp_column cols[] = {{"epoch_ns", RP_COL_TIME, RP_VAL_INT},
+                                     {"instance_up", RP_COL_FIELD, RP_VAL_INT}};
+    int64_t t = wall_ns();
+    char ts[24];
+    snprintf(ts, sizeof(ts), "%lld", (long long)t);
+    const char *vals[2] = {ts, up ? "1" : "0"};
+    rp_batch b;
+    rp_batch_init_values(&b, cols, 2, 1, vals);
+    b.source = src->def.name;
+    b.metric = b.storage = INSTANCE_UP_METRIC;
+    b.fetch_time_ns = t;
+    b.custom_tags = src->def.custom_tags;
+    b.ncustom_tags = src->def.ncustom_tags;
+    rp_sinks_write(src->opts->sinks, &b);
+    rp_batch_fini(&b);
+}
+
+/*-------------------------------------------------------------------------
+ * Plan: which metrics run, with which SQL, on which schedule
+ *-------------------------------------------------------------------------
+ */
+
+static bool collecting_blocked(const rp_source *src)
+{
+    return src->def.only_if_master && src->role_known && src->in_recovery;
+}
+
+static void choose_sql(rp_source *src, slot *sl)
+{
+    if (!src->role_known) { /* the server version is not known yet */
+        sl->sql = NULL;
+        return;
+    }
+    const char *sql = strcmp(sl->def->name, INSTANCE_UP_METRIC) == 0
+                          ? NULL
+                          : rp_metric_sql_for(sl->def, src->server_version);
+    if (sl->sql && sql && strcmp(sl->sql, sql) == 0) {
+        sl->sql = sql; /* same text: keep the prepared statement */
+        return;
+    }
+    sl->sql = sql;
+    sl->prepared = false;
+    snprintf(sl->stmt_name, sizeof(sl->stmt_name), "rp_%u", ++src->stmt_gen);
+    if (!sql && !sl->no_sql_logged && strcmp(sl->def->name, INSTANCE_UP_METRIC) != 0) {
+        rp_log_at(RP_LOG_WARN, src->def.name, sl->def->name, NULL,
+                  "metric has no SQL for server version %d: skipped", src->server_version);
+        sl->no_sql_logged = true;
+    }
+}
+
+static const slot *find_slot(const slot *v, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(v[i].def->name, name) == 0)
+            return &v[i];
+    }
+    return NULL;
+}
+
+/* Recompute the slots from def, cat and the server's role; keeps prepared statements
+ * whose SQL did not change and the deadlines of metrics whose interval did not change. */
+static void rebuild_plan(rp_source *src)
+{
+    rp_plan_entry *plan = NULL;
+    size_t n = 0;
+    if (!collecting_blocked(src))
+        n = rp_source_resolve(&src->def, src->cat, src->role_known && src->in_recovery,
+                              src->opts->interval_scale, &plan);
+    slot *old = src->slots;
+    size_t nold = src->nslots;
+    src->slots = rp_calloc(n ? n : 1, sizeof(slot));
+    src->nslots = n;
+    const char **keys = rp_calloc(n ? n : 1, sizeof(char *));
+    int64_t *ivs = rp_calloc(n ? n : 1, sizeof(int64_t));
+    for (size_t i = 0; i < n; i++) {
+        slot *sl = &src->slots[i];
+        const slot *o = find_slot(old, nold, plan[i].def->name);
+        if (o)
+            *sl = *o;
+        sl->def = plan[i].def;
+        sl->interval_s = plan[i].interval_s;
+        choose_sql(src, sl);
+        keys[i] = sl->def->name;
+        ivs[i] = (int64_t)sl->interval_s * 1000;
+    }
+    rp_sched_set(&src->sched, (int64_t)now_ms(src), rp_sched_phase_for(src->def.name), keys, ivs,
+                 n);
+    rp_free(keys);
+    rp_free(ivs);
+    rp_free(old);
+    rp_free(plan);
+    rp_free(src->due);
+    src->due = rp_calloc(n ? n : 1, sizeof(size_t));
+    rp_grow((void **)&src->items, &src->cap_items, 4 * n + 4, sizeof(item));
+}
+
+/*-------------------------------------------------------------------------
+ * Connecting
+ *-------------------------------------------------------------------------
+ */
+
+int rp_source_check_conn_str(const char *conn_str, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conn_str, &msg);
+    if (!opts) {
+        rp_buf b = RP_BUF_INIT;
+        rp_connstr_scrub(conn_str, msg ? msg : "out of memory", &b);
+        snprintf(err, errlen, "%s", b.data);
+        rp_buf_fini(&b);
+        size_t n = strlen(err);
+        while (n > 0 && err[n - 1] == '\n')
+            err[--n] = '\0';
+        PQfreemem(msg);
+        return -EINVAL;
+    }
+    PQconninfoFree(opts);
+    return 0;
+}
+
+static void free_params(rp_source *src)
+{
+    for (size_t i = 0; i < src->nkw; i++) {
+        rp_free(src->kw[i]);
+        rp_free(src->val[i]);
+    }
+    rp_free(src->kw);
+    rp_free(src->val);
+    for (size_t i = 0; i < src->nhosts; i++) {
+        rp_free(src->hosts[i]);
+        rp_free(src->addrs[i]);
+    }
+    rp_free(src->hosts);
+    rp_free(src->addrs);
+    src->kw = src->val = src->hosts = src->addrs = NULL;
+    src->nkw = src->nhosts = 0;
+}
+
+static const char *param(const rp_source *src, const char *key)
+{
+    for (size_t i = 0; i < src->nkw; i++) {
+        if (strcmp(src->kw[i], key) == 0)
+            return src->val[i];
+    }
+    return NULL;
+}
+
+static void split_hosts(rp_source *src, const char *host)
+{
+    const char *p = host ? host : "";
+    size_t cap = 0;
+    for (;;) {
+        size_t n = strcspn(p, ",");
+        rp_grow((void **)&src->hosts, &cap, src->nhosts + 1, sizeof(char *));
+        src->addrs = rp_reallocarray(src->addrs, cap, sizeof(char *));
+        src->hosts[src->nhosts] = rp_strndup(p, n);
+        src->addrs[src->nhosts] = rp_strdup("");
+        src->nhosts++;
+        if (p[n] == '\0')
+            break;
+        p += n + 1;
+    }
+}
+
+/* Parse the conn_str into keyword/value arrays (dropping empty values). */
+static int load_params(rp_source *src)
+{
+    free_params(src);
+    char *msg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(src->def.conn_str, &msg);
+    if (!opts) {
+        rp_buf b = RP_BUF_INIT;
+        rp_connstr_scrub(src->def.conn_str, msg ? msg : "out of memory", &b);
+        snprintf(src->last_error, sizeof(src->last_error), "invalid conn_str: %s", b.data);
+        rp_buf_fini(&b);
+        PQfreemem(msg);
+        return -EINVAL;
+    }
+    size_t n = 0;
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        n++;
+    src->kw = rp_calloc(n + 3, sizeof(char *));
+    src->val = rp_calloc(n + 3, sizeof(char *));
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (!o->val || !*o->val)
+            continue;
+        src->kw[src->nkw] = rp_strdup(o->keyword);
+        src->val[src->nkw] = rp_strdup(o->val);
+        src->nkw++;
+    }
+    PQconninfoFree(opts);
+    if (!param(src, "hostaddr"))
+        split_hosts(src, param(src, "host"));
+    return 0;
+}
+
+static bool needs_dns(const char *host)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (host[0] == '\0' || host[0] == '/' || host[0] == '@')
+        return false;
+    return inet_pton(AF_INET, host, buf) != 1 && inet_pton(AF_INET6, host, buf) != 1;
+}
+
+static void enter_resolving(rp_source *src)
+{
+    set_state(src, RP_SOURCE_RESOLVING);
+    if (!src->kw && load_params(src) < 0) {
+        enter_backoff(src, src->last_error);
+        return;
+    }
+    while (src->resolve_idx < src->nhosts && !needs_dns(src->hosts[src->resolve_idx]))
+        src->resolve_idx++;
+    if (src->resolve_idx >= src->nhosts) {
+        enter_connecting(src);
+        return;
+    }
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    src->resolver.data = src;
+    int rc = uv_getaddrinfo(src->opts->loop, &src->resolver, on_resolved,
+                            src->hosts[src->resolve_idx], NULL, &hints);
+    if (rc < 0) {
+        snprintf(src->last_error, sizeof(src->last_error), "could not resolve \"%s\": %s",
+                 src->hosts[src->resolve_idx], uv_strerror(rc));
+        enter_backoff(src, src->last_error);
+        return;
+    }
+    src->resolving = true;
+    arm_deadline(src, (uint64_t)src->opts->connect_timeout_ms);
+}
+
+static void step_resolving(rp_source *src, rp_event ev)
+{
+    if (ev == EV_DEADLINE) {
+        uv_cancel((uv_req_t *)&src->resolver); /* on_resolved runs with UV_EAI_CANCELED */
+        return;
+    }
+    if (ev != EV_RESOLVED)
+        return;
+    if (src->resolve_status < 0) {
+        snprintf(src->last_error, sizeof(src->last_error), "could not resolve host \"%s\": %s",
+                 src->hosts[src->resolve_idx], uv_strerror(src->resolve_status));
+        enter_backoff(src, src->last_error);
+        return;
+    }
+    src->resolve_idx++;
+    enter_resolving(src);
+}
+
+/* Join per-host resolved addresses into a hostaddr list, or NULL when none was resolved. */
+static char *hostaddr_list(const rp_source *src)
+{
+    bool any = false;
+    rp_buf b = RP_BUF_INIT;
+    for (size_t i = 0; i < src->nhosts; i++) {
+        if (i)
+            rp_buf_putc(&b, ',');
+        rp_buf_puts(&b, src->addrs[i]);
+        any = any || src->addrs[i][0];
+    }
+    if (!any) {
+        rp_buf_fini(&b);
+        return NULL;
+    }
+    return b.data;
+}
+
+static PGconn *start_connect(rp_source *src)
+{
+    const char **kw = rp_calloc(src->nkw + 3, sizeof(char *));
+    const char **val = rp_calloc(src->nkw + 3, sizeof(char *));
+    size_t n = 0;
+    for (size_t i = 0; i < src->nkw; i++) {
+        kw[n] = src->kw[i];
+        val[n++] = src->val[i];
+    }
+    char *ha = hostaddr_list(src);
+    if (ha) {
+        kw[n] = "hostaddr";
+        val[n++] = ha;
+    }
+    if (!param(src, "application_name")) {
+        kw[n] = "application_name";
+        val[n++] = "pgreaper";
+    }
+    PGconn *conn = PQconnectStartParams(kw, val, 0);
+    rp_free(ha);
+    rp_free(kw);
+    rp_free(val);
+    return conn;
+}
+
+static void enter_connecting(rp_source *src)
+{
+    set_state(src, RP_SOURCE_CONNECTING);
+    src->conn = start_connect(src);
+    if (!src->conn || PQstatus(src->conn) == CONNECTION_BAD) {
+        enter_backoff(src, conn_error(src));
+        return;
+    }
+    /* libpq: behave as if PQconnectPoll had returned PGRES_POLLING_WRITING. */
+    if (watch(src, UV_WRITABLE) < 0) {
+        enter_backoff(src, "could not watch the connection's socket");
+        return;
+    }
+    arm_deadline(src, (uint64_t)src->opts->connect_timeout_ms);
+}
+
+static void detect_tcp(rp_source *src)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    src->is_tcp = getsockname(PQsocket(src->conn), (struct sockaddr *)&ss, &len) == 0 &&
+                  (ss.ss_family == AF_INET || ss.ss_family == AF_INET6);
+}
+
+static void start_trace(rp_source *src)
+{
+    if (!src->opts->libpq_trace_dir)
+        return;
+    rp_buf path = RP_BUF_INIT;
+    rp_buf_printf(&path, "%s/%s.trace", src->opts->libpq_trace_dir, src->def.name);
+    src->trace = fopen(path.data, "a");
+    if (src->trace) {
+        PQtrace(src->conn, src->trace);
+    } else {
+        rp_log_at(RP_LOG_WARN, src->def.name, NULL, NULL, "could not open trace file \"%s\": %m",
+                  path.data);
+    }
+    rp_buf_fini(&path);
+}
+
+static void connected(rp_source *src)
+{
+    if (PQsetnonblocking(src->conn, 1) != 0 || PQenterPipelineMode(src->conn) != 1) {
+        enter_backoff(src, conn_error(src));
+        return;
+    }
+    detect_tcp(src);
+    start_trace(src);
+    src->stats.connects++;
+    src->cur_timeout_ms = -1;
+    send_pipeline(src, NULL, 0, true);
+}
+
+static void step_connecting(rp_source *src, rp_event ev)
+{
+    if (ev == EV_DEADLINE) {
+        snprintf(src->last_error, sizeof(src->last_error), "timeout expired after %d ms",
+                 src->opts->connect_timeout_ms);
+        enter_backoff(src, src->last_error);
+        return;
+    }
+    if (ev != EV_IO && ev != EV_IO_ERROR)
+        return;
+    PostgresPollingStatusType st = PQconnectPoll(src->conn);
+    int rc = 0;
+    switch (st) {
+    case PGRES_POLLING_READING:
+        rc = watch(src, UV_READABLE);
+        break;
+    case PGRES_POLLING_WRITING:
+        rc = watch(src, UV_WRITABLE);
+        break;
+    case PGRES_POLLING_OK:
+        connected(src);
+        return;
+    case PGRES_POLLING_FAILED:
+    case PGRES_POLLING_ACTIVE:
+        enter_backoff(src, conn_error(src));
+        return;
+    }
+    if (rc < 0)
+        enter_backoff(src, "could not watch the connection's socket");
+}
+
+/*-------------------------------------------------------------------------
+ * Backoff
+ *-------------------------------------------------------------------------
+ */
+
+static void enter_backoff(rp_source *src, const char *why)
+{
+    bool was_up = src->conn && PQstatus(src->conn) == CONNECTION_OK && src->was_connected;
+    char reason[256];
+    snprintf(reason, sizeof(reason), "%s", why ? why : "unknown error");
+    disconnect(src);
+    uv_timer_stop(&src->tick_timer);
+    set_state(src, RP_SOURCE_BACKOFF);
+    src->resolve_idx = 0;
+    if (was_up)
+        src->stats.disconnects++;
+    else
+        src->stats.connect_failures++;
+    if (!src->down_logged) {
+        if (src->was_connected)
+            rp_log_at(RP_LOG_ERROR, src->def.name, NULL, reason, "lost connection to source");
+        else
+            rp_log_at(RP_LOG_ERROR, src->def.name, NULL, reason,
+                      "could not connect to source \"%s\"", src->masked_conn);
+        src->down_logged = true;
+    } else {
+        rp_log_at(RP_LOG_DEBUG, src->def.name, NULL, reason, "reconnect attempt failed");
+    }
+    src->was_connected = false;
+    emit_instance_up(src, false);
+    uint64_t spread = (uint64_t)src->backoff_ms / 5 + 1;
+    int jitter = (int)((hash_str(src->def.name) ^ now_ms(src)) % spread);
+    arm_deadline(src, (uint64_t)(src->backoff_ms - src->backoff_ms / 10 + jitter));
+    src->backoff_ms = src->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : src->backoff_ms * 2;
+}
+
+static void step_backoff(rp_source *src, rp_event ev)
+{
+    if (ev == EV_DEADLINE)
+        enter_resolving(src);
+}
+
+/*-------------------------------------------------------------------------
+ * Sending a pipeline
+ *-------------------------------------------------------------------------
+ */
+
+static void add_item(rp_source *src, item_kind kind, int slot_idx)
+{
+    rp_grow((void **)&src->items, &src->cap_items, src->nitems + 1, sizeof(item));
+    src->items[src->nitems].kind = kind;
+    src->items[src->nitems].slot = slot_idx;
+    src->nitems++;
+}
+
+static int send_sync(rp_source *src)
+{
+    add_item(src, ITEM_SYNC, -1);
+    return PQpipelineSync(src->conn) == 1 ? 0 : -EIO;
+}
+
+static const char *runtime_sql(int variant)
+{
+    if (variant == 0)
+        return "select current_setting('server_version_num')::int, pg_is_in_recovery(), "
+               "current_database(), current_setting('is_superuser') = 'on', "
+               "(select system_identifier::text from pg_control_system())";
+    return "select current_setting('server_version_num')::int, pg_is_in_recovery(), "
+           "current_database(), current_setting('is_superuser') = 'on', null::text";
+}
+
+static int metric_timeout_ms(const rp_source *src, const slot *sl)
+{
+    if (sl->def->statement_timeout_s >= 0)
+        return sl->def->statement_timeout_s * 1000;
+    return src->opts->statement_timeout_ms;
+}
+
+static int send_timeout(rp_source *src, int ms)
+{
+    char v[24];
+    snprintf(v, sizeof(v), "%d", ms);
+    const char *params[1] = {v};
+    add_item(src, ITEM_SET_TIMEOUT, -1);
+    if (!PQsendQueryParams(src->conn, "select set_config('statement_timeout', $1, false)", 1,
+                           NULL, params, NULL, NULL, 0))
+        return -EIO;
+    src->cur_timeout_ms = ms;
+    return send_sync(src);
+}
+
+static int send_metric(rp_source *src, size_t idx)
+{
+    slot *sl = &src->slots[idx];
+    int ms = metric_timeout_ms(src, sl);
+    if (ms != src->cur_timeout_ms && send_timeout(src, ms) < 0)
+        return -EIO;
+    bool prepared = !(src->opts->no_prepared || src->def.no_prepared);
+    if (prepared && !sl->prepared) {
+        add_item(src, ITEM_PREPARE, (int)idx);
+        if (!PQsendPrepare(src->conn, sl->stmt_name, sl->sql, 0, NULL))
+            return -EIO;
+        sl->prepared = true; /* reset if the prepare fails */
+    }
+    add_item(src, ITEM_QUERY, (int)idx);
+    sl->fetch_time_ns = wall_ns();
+    int ok = prepared ? PQsendQueryPrepared(src->conn, sl->stmt_name, 0, NULL, NULL, NULL, 0)
+                      : PQsendQueryParams(src->conn, sl->sql, 0, NULL, NULL, NULL, NULL, 0);
+    if (!ok)
+        return -EIO;
+    src->stats.queries++;
+    return send_sync(src);
+}
+
+static void cork(rp_source *src, int on)
+{
+    if (src->is_tcp)
+        (void)setsockopt(PQsocket(src->conn), IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
+}
+
+/* Queue the runtime query (when asked) and every due metric as one pipeline, flush. */
+static void send_pipeline(rp_source *src, const size_t *due, size_t ndue, bool runtime)
+{
+    set_state(src, RP_SOURCE_BUSY);
+    src->nitems = src->cur_item = 0;
+    src->null_streak = 0;
+    cork(src, 1);
+    int rc = 0;
+    int max_timeout = 0;
+    if (runtime) {
+        add_item(src, ITEM_RUNTIME, -1);
+        if (!PQsendQueryParams(src->conn, runtime_sql(src->runtime_variant), 0, NULL, NULL, NULL,
+                               NULL, 0) ||
+            send_sync(src) < 0)
+            rc = -EIO;
+        src->runtime_due = now_ms(src) + (uint64_t)src->opts->runtime_refresh_ms;
+    }
+    for (size_t i = 0; rc == 0 && i < ndue; i++) {
+        rc = send_metric(src, due[i]);
+        int t = metric_timeout_ms(src, &src->slots[due[i]]);
+        max_timeout = t > max_timeout ? t : max_timeout;
+    }
+    cork(src, 0);
+    if (rc < 0) {
+        enter_backoff(src, conn_error(src));
+        return;
+    }
+    src->stats.pipelines++;
+    /* The server enforces statement_timeout; this client deadline only catches a dead peer. */
+    arm_deadline(src, (uint64_t)(max_timeout > 0 ? max_timeout : 60000) + BATCH_GRACE_MS);
+    if (watch(src, UV_READABLE | UV_WRITABLE) < 0)
+        enter_backoff(src, "could not watch the connection's socket");
+}
+
+/*-------------------------------------------------------------------------
+ * Reading results
+ *-------------------------------------------------------------------------
+ */
+
+static void metric_failed(rp_source *src, slot *sl, const PGresult *res)
+{
+    src->stats.fetch_errors++;
+    const char *msg = PQresultErrorMessage(res);
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    uint64_t h = hash_str(msg);
+    uint64_t now = now_ms(src);
+    if (!sl->failing || h != sl->err_hash || now - sl->err_logged_at >= ERROR_RELOG_MS) {
+        rp_log_at(RP_LOG_ERROR, src->def.name, sl->def->name, msg,
+                  "metric query failed (SQLSTATE %s)", state ? state : "?");
+        sl->err_logged_at = now;
+        sl->err_hash = h;
+    }
+    sl->failing = true;
+}
+
+static void metric_rows(rp_source *src, slot *sl, const PGresult *res)
+{
+    if (sl->failing) {
+        rp_log_at(RP_LOG_INFO, src->def.name, sl->def->name, NULL, "metric query succeeded again");
+        sl->failing = false;
+    }
+    src->stats.fetches_ok++;
+    rp_batch b;
+    rp_batch_init_result(&b, res);
+    b.source = src->def.name;
+    b.metric = sl->def->name;
+    b.storage = sl->def->storage_name ? sl->def->storage_name : sl->def->name;
+    b.fetch_time_ns = sl->fetch_time_ns;
+    b.custom_tags = src->def.custom_tags;
+    b.ncustom_tags = src->def.ncustom_tags;
+    src->stats.rows += b.nrows;
+    src->stats.values += b.nrows * b.ncols;
+    if (b.nrows > 0)
+        rp_sinks_write(src->opts->sinks, &b);
+    rp_batch_fini(&b);
+}
+
+static void runtime_result(rp_source *src, const PGresult *res)
+{
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        if (src->runtime_variant == 0 && state && strcmp(state, "42501") == 0) {
+            src->runtime_variant = 1; /* no privilege for pg_control_system() */
+            src->runtime_due = 0;
+        }
+        return;
+    }
+    int version = atoi(PQgetvalue(res, 0, 0));
+    bool recovery = PQgetvalue(res, 0, 1)[0] == 't';
+    bool changed = !src->role_known || recovery != src->in_recovery || version != src->server_version;
+    if (src->role_known && recovery != src->in_recovery)
+        rp_log_at(RP_LOG_INFO, src->def.name, NULL, NULL, "source is now a %s",
+                  recovery ? "standby" : "primary");
+    src->server_version = version;
+    src->in_recovery = recovery;
+    src->role_known = true;
+    snprintf(src->dbname, sizeof(src->dbname), "%s", PQgetvalue(res, 0, 2));
+    src->is_superuser = PQgetvalue(res, 0, 3)[0] == 't';
+    snprintf(src->sysid, sizeof(src->sysid), "%s", PQgetvalue(res, 0, 4));
+    if (!changed)
+        return;
+    rebuild_plan(src);
+    if (collecting_blocked(src) && !src->standby_blocked_logged) {
+        rp_log_at(RP_LOG_INFO, src->def.name, NULL, NULL,
+                  "source is a standby and only_if_master is set: not collecting");
+        src->standby_blocked_logged = true;
+    } else if (!collecting_blocked(src)) {
+        src->standby_blocked_logged = false;
+    }
+}
+
+static void item_result(rp_source *src, const item *it, PGresult *res)
+{
+    ExecStatusType st = PQresultStatus(res);
+    slot *sl = it->slot >= 0 ? &src->slots[it->slot] : NULL;
+    switch (it->kind) {
+    case ITEM_RUNTIME:
+        runtime_result(src, res);
+        break;
+    case ITEM_SET_TIMEOUT:
+        if (st != PGRES_TUPLES_OK)
+            src->cur_timeout_ms = -1;
+        break;
+    case ITEM_PREPARE:
+        if (st != PGRES_COMMAND_OK) {
+            sl->prepared = false;
+            metric_failed(src, sl, res);
+        }
+        break;
+    case ITEM_QUERY:
+        if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+            metric_rows(src, sl, res);
+        else if (st != PGRES_PIPELINE_ABORTED)
+            metric_failed(src, sl, res);
+        break;
+    case ITEM_SYNC:
+        break;
+    }
+}
+
+/* Read every result that is available. 1: batch complete, 0: wait, <0: connection broken. */
+static int drain_results(rp_source *src)
+{
+    while (src->cur_item < src->nitems) {
+        if (PQisBusy(src->conn))
+            return 0;
+        PGresult *res = PQgetResult(src->conn);
+        const item *it = &src->items[src->cur_item];
+        if (!res) {
+            if (it->kind != ITEM_SYNC)
+                src->cur_item++;
+            else if (++src->null_streak > 2)
+                return -EPROTO;
+            continue;
+        }
+        src->null_streak = 0;
+        if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+            if (it->kind != ITEM_SYNC) {
+                PQclear(res);
+                return -EPROTO;
+            }
+            src->cur_item++;
+        } else if (it->kind != ITEM_SYNC) {
+            item_result(src, it, res);
+        }
+        PQclear(res);
+        if (PQstatus(src->conn) == CONNECTION_BAD)
+            return -EIO;
+    }
+    return 1;
+}
+
+static void batch_done(rp_source *src)
+{
+    if (!src->was_connected) {
+        src->was_connected = true;
+        src->backoff_ms = BACKOFF_MIN_MS;
+        rp_log_at(RP_LOG_INFO, src->def.name, NULL, NULL,
+                  "%s to source (PostgreSQL %d.%d, %s, %zu metrics)",
+                  src->down_logged ? "reconnected" : "connected", src->server_version / 10000,
+                  src->server_version % 100,
+                  src->in_recovery ? "standby" : "primary", src->nslots);
+        src->down_logged = false;
+        emit_instance_up(src, true);
+    }
+    if (src->state == RP_SOURCE_DRAINING) {
+        enter_closing(src);
+        return;
+    }
+    enter_ready(src);
+}
+
+/* Socket activity while a pipeline is in flight (BUSY or DRAINING). */
+static void pump(rp_source *src)
+{
+    if (src->io_events & UV_READABLE) {
+        if (!PQconsumeInput(src->conn)) {
+            enter_backoff(src, conn_error(src));
+            return;
+        }
+    }
+    int f = PQflush(src->conn);
+    if (f < 0) {
+        enter_backoff(src, conn_error(src));
+        return;
+    }
+    int rc = drain_results(src);
+    if (rc < 0) {
+        enter_backoff(src, rc == -EPROTO ? "unexpected result order in pipeline" : conn_error(src));
+        return;
+    }
+    if (rc == 1) {
+        batch_done(src);
+        return;
+    }
+    if (watch(src, f == 1 ? UV_READABLE | UV_WRITABLE : UV_READABLE) < 0)
+        enter_backoff(src, "could not watch the connection's socket");
+}
+
+static void step_busy(rp_source *src, rp_event ev)
+{
+    if (ev == EV_DEADLINE) {
+        if (src->state == RP_SOURCE_DRAINING) {
+            rp_log_at(RP_LOG_WARN, src->def.name, NULL, NULL,
+                      "in-flight batch did not finish before shutdown: abandoned");
+            enter_closing(src);
+            return;
+        }
+        enter_backoff(src, "no answer from the server before the batch deadline");
+        return;
+    }
+    if (ev == EV_IO_ERROR) {
+        enter_backoff(src, "socket error");
+        return;
+    }
+    if (ev == EV_IO)
+        pump(src);
+}
+
+/*-------------------------------------------------------------------------
+ * Ready: ticks
+ *-------------------------------------------------------------------------
+ */
+
+static void record_lateness(rp_source *src, int64_t late)
+{
+    int b = 0;
+    while (b < 15 && (1LL << b) <= late)
+        b++;
+    src->stats.lateness_ms_hist[b]++;
+}
+
+static void arm_tick(rp_source *src)
+{
+    int64_t next = rp_sched_next(&src->sched);
+    if (next == RP_SCHED_NEVER) {
+        uv_timer_stop(&src->tick_timer);
+        return;
+    }
+    int64_t now = (int64_t)now_ms(src);
+    uv_timer_start(&src->tick_timer, on_tick_timer, (uint64_t)(next > now ? next - now : 0), 0);
+}
+
+static void enter_ready(rp_source *src)
+{
+    set_state(src, RP_SOURCE_READY);
+    if (watch(src, UV_READABLE) < 0) {
+        enter_backoff(src, "could not watch the connection's socket");
+        return;
+    }
+    arm_tick(src);
+}
+
+/* Emit instance_up for due slots of that special metric; returns how many remain to send. */
+static size_t filter_due(rp_source *src, size_t ndue)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < ndue; i++) {
+        slot *sl = &src->slots[src->due[i]];
+        if (strcmp(sl->def->name, INSTANCE_UP_METRIC) == 0)
+            emit_instance_up(src, true);
+        else if (sl->sql)
+            src->due[k++] = src->due[i];
+    }
+    return k;
+}
+
+static void on_tick_timer(uv_timer_t *t)
+{
+    rp_source *src = t->data;
+    int64_t now = (int64_t)now_ms(src);
+    int64_t deadline = rp_sched_next(&src->sched);
+    bool busy = src->state != RP_SOURCE_READY;
+    size_t ndue = rp_sched_due(&src->sched, now, busy, src->due);
+    if (busy) {
+        src->stats.skipped_ticks++;
+        arm_tick(src);
+        return;
+    }
+    record_lateness(src, now - deadline);
+    ndue = filter_due(src, ndue);
+    bool runtime = now_ms(src) >= src->runtime_due;
+    arm_tick(src);
+    if (ndue == 0 && !runtime)
+        return;
+    src->stats.ticks++;
+    send_pipeline(src, src->due, ndue, runtime);
+}
+
+static void step_ready(rp_source *src, rp_event ev)
+{
+    if (ev == EV_IO_ERROR) {
+        enter_backoff(src, "socket error");
+        return;
+    }
+    if (ev != EV_IO)
+        return;
+    /* Idle connection became readable: a notice, or the server closing it. */
+    if (!PQconsumeInput(src->conn) || PQstatus(src->conn) == CONNECTION_BAD) {
+        enter_backoff(src, conn_error(src));
+        return;
+    }
+    while (!PQisBusy(src->conn)) {
+        PGresult *res = PQgetResult(src->conn);
+        if (!res)
+            break;
+        PQclear(res);
+    }
+    if (PQstatus(src->conn) == CONNECTION_BAD)
+        enter_backoff(src, conn_error(src));
+}
+
+/*-------------------------------------------------------------------------
+ * Dispatch
+ *-------------------------------------------------------------------------
+ */
+
+static void step(rp_source *src, rp_event ev)
+{
+    switch (src->state) {
+    case RP_SOURCE_RESOLVING:
+        step_resolving(src, ev);
+        break;
+    case RP_SOURCE_CONNECTING:
+        step_connecting(src, ev);
+        break;
+    case RP_SOURCE_BUSY:
+    case RP_SOURCE_DRAINING:
+        step_busy(src, ev);
+        break;
+    case RP_SOURCE_READY:
+        step_ready(src, ev);
+        break;
+    case RP_SOURCE_BACKOFF:
+        step_backoff(src, ev);
+        break;
+    case RP_SOURCE_IDLE:
+    case RP_SOURCE_CLOSING:
+        break;
+    }
+}
+
+/*-------------------------------------------------------------------------
+ * Lifetime
+ *-------------------------------------------------------------------------
+ */
+
+rp_source *rp_source_create(const rp_source_opts *opts, const rp_source_def *def, rp_catalog *cat)
+{
+    rp_source *src = rp_calloc(1, sizeof(*src));
+    src->opts = opts;
+    rp_source_def_copy(&src->def, def);
+    src->cat = rp_catalog_ref(cat);
+    rp_buf m = RP_BUF_INIT;
+    rp_connstr_mask(def->conn_str, &m);
+    src->masked_conn = m.data ? m.data : rp_strdup("");
+    src->poll_fd = -1;
+    src->cur_timeout_ms = -1;
+    src->backoff_ms = BACKOFF_MIN_MS;
+    rp_sched_init(&src->sched);
+    uv_timer_init(opts->loop, &src->tick_timer);
+    uv_timer_init(opts->loop, &src->io_timer);
+    src->tick_timer.data = src->io_timer.data = src;
+    rebuild_plan(src);
+    return src;
+}
+
+void rp_source_start(rp_source *src)
+{
+    if (src->state == RP_SOURCE_IDLE)
+        enter_resolving(src);
+}
+
+void rp_source_update(rp_source *src, const rp_source_def *def, rp_catalog *cat)
+{
+    rp_catalog *old_cat = src->cat;
+    rp_source_def old_def = src->def;
+    rp_source_def_copy(&src->def, def);
+    src->cat = rp_catalog_ref(cat);
+    rebuild_plan(src); /* old slots still point into old_cat until here */
+    rp_catalog_unref(old_cat);
+    rp_source_def_fini(&old_def);
+    if (src->state == RP_SOURCE_READY)
+        arm_tick(src);
+    rp_log_at(RP_LOG_INFO, src->def.name, NULL, NULL, "metrics updated (%zu metrics)",
+              src->nslots);
+}
+
+static void free_source(rp_source *src)
+{
+    rp_source_closed_cb cb = src->closed_cb;
+    void *arg = src->closed_arg;
+    free_params(src);
+    rp_sched_fini(&src->sched);
+    rp_free(src->slots);
+    rp_free(src->due);
+    rp_free(src->items);
+    rp_free(src->masked_conn);
+    rp_catalog_unref(src->cat);
+    rp_source_def_fini(&src->def);
+    rp_free(src);
+    if (cb)
+        cb(arg);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    rp_source *src = h->data;
+    if (--src->pending_closes == 0)
+        free_source(src);
+}
+
+static void enter_closing(rp_source *src)
+{
+    if (src->state != RP_SOURCE_CLOSING) {
+        set_state(src, RP_SOURCE_CLOSING);
+        disconnect(src);
+        src->pending_closes += 2;
+        if (src->resolving) {
+            src->pending_closes++;
+            uv_cancel((uv_req_t *)&src->resolver);
+        }
+        uv_close((uv_handle_t *)&src->tick_timer, on_timer_closed);
+        uv_close((uv_handle_t *)&src->io_timer, on_timer_closed);
+        return;
+    }
+    /* Called again by the resolver callback when it was the last pending close. */
+    if (src->pending_closes == 0)
+        free_source(src);
+}
+
+void rp_source_stop(rp_source *src, int drain_ms, rp_source_closed_cb cb, void *arg)
+{
+    if (src->state == RP_SOURCE_CLOSING || src->state == RP_SOURCE_DRAINING)
+        return;
+    src->closed_cb = cb;
+    src->closed_arg = arg;
+    uv_timer_stop(&src->tick_timer);
+    if (src->state == RP_SOURCE_BUSY && drain_ms > 0) {
+        set_state(src, RP_SOURCE_DRAINING);
+        arm_deadline(src, (uint64_t)drain_ms);
+        return;
+    }
+    enter_closing(src);
+}
+
+const char *rp_source_name(const rp_source *src)
+{
+    return src->def.name;
+}
+
+const rp_source_def *rp_source_def_of(const rp_source *src)
+{
+    return &src->def;
+}
+
+const rp_source_stats *rp_source_get_stats(const rp_source *src)
+{
+    return &src->stats;
+}
+
+const char *rp_source_state_name(const rp_source *src)
+{
+    return state_names[src->state];
+}

@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: PostgreSQL
+ *
+ * One monitored database: a state machine on the libuv loop that owns one non-blocking
+ * libpq connection in pipeline mode, a poll handle on its socket and two timers (the
+ * schedule tick and the current state's deadline). Every tick sends all due metrics as
+ * one pipeline with a sync point after each query, so a failing query aborts nothing
+ * else. Results go to the sinks as soon as they are read. Loop thread only.
+ */
+#ifndef RP_REAPER_SOURCE_H
+#define RP_REAPER_SOURCE_H
+
+#include "reaper/compiler.h"
+#include "reaper/config.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+struct rp_sinks;
+
+typedef struct rp_source rp_source;
+
+/* Settings shared by all sources; borrowed, must outlive them. */
+typedef struct rp_source_opts {
+    uv_loop_t *loop;
+    struct rp_sinks *sinks;
+    int statement_timeout_ms;  /* for metrics without statement_timeout_seconds; 0 = none */
+    int connect_timeout_ms;    /* client-side deadline for connecting */
+    int runtime_refresh_ms;    /* how often role and version are re-read */
+    double interval_scale;     /* multiplies every metric interval */
+    bool no_prepared;          /* global --no-prepared */
+    const char *libpq_trace_dir; /* NULL, or a folder for one libpq trace file per source */
+} rp_source_opts;
+
+typedef struct rp_source_stats {
+    uint64_t ticks;          /* timer wake-ups that sent a pipeline */
+    uint64_t skipped_ticks;  /* wake-ups that found the previous batch still running */
+    uint64_t pipelines;      /* pipelines sent (one round trip each) */
+    uint64_t queries;        /* metric queries sent */
+    uint64_t fetches_ok;     /* metric queries that returned rows or no rows */
+    uint64_t fetch_errors;   /* metric queries that failed */
+    uint64_t rows;           /* result rows handed to the sinks */
+    uint64_t values;         /* result values (rows x columns) */
+    uint64_t connects;       /* successful connections */
+    uint64_t connect_failures;
+    uint64_t disconnects;    /* established connections that were lost */
+    uint64_t lateness_ms_hist[16]; /* tick lateness: bucket i counts [2^(i-1), 2^i) ms */
+} rp_source_stats;
+
+typedef void (*rp_source_closed_cb)(void *arg);
+
+/*
+ * Check that conn_str is a connection string libpq accepts (no connection is made).
+ * 0, or -EINVAL with libpq's reason in err.
+ */
+RP_NODISCARD int rp_source_check_conn_str(const char *conn_str, char *err, size_t errlen);
+
+/*
+ * Create a source for def (copied) running metrics from cat (a reference is taken).
+ * It does nothing until rp_source_start(). Free it with rp_source_stop().
+ */
+rp_source *rp_source_create(const rp_source_opts *opts, const rp_source_def *def, rp_catalog *cat);
+void rp_source_start(rp_source *src);
+
+/*
+ * Apply a new definition that connects the same way (rp_source_def_same_connection) and/or
+ * a new catalogue: the connection and the deadlines of unchanged metrics are kept.
+ */
+void rp_source_update(rp_source *src, const rp_source_def *def, rp_catalog *cat);
+
+/*
+ * Stop: no new ticks; an in-flight batch may finish until drain_ms has passed, then the
+ * connection and handles are closed and the source is freed; then cb(arg) runs. A second
+ * call while stopping is ignored.
+ */
+void rp_source_stop(rp_source *src, int drain_ms, rp_source_closed_cb cb, void *arg);
+
+const char *rp_source_name(const rp_source *src);
+const rp_source_def *rp_source_def_of(const rp_source *src);
+const rp_source_stats *rp_source_get_stats(const rp_source *src);
+/* Short name of the current state ("ready", "busy", ...). */
+const char *rp_source_state_name(const rp_source *src);
+
+#endif /* RP_REAPER_SOURCE_H */

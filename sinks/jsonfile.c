@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: PostgreSQL
+ *
+ * The jsonfile sink: one JSON object per (source, metric) batch per line, appended to a
+ * file or written to stdout. Lines are built straight into one output buffer (no
+ * per-value objects) and written on flush, or earlier when the buffer passes 1 MiB.
+ *
+ *   {"dbname":"db1","metric":"db_stats","time":"2026-11-22T10:00:00.000000000Z",
+ *    "custom_tags":{"env":"prod"},"data":[{"epoch_ns":...,"numbackends":3,...}]}
+ */
+#include "sinks/sink.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "reaper/mem.h"
+
+#define FLUSH_AT (1u << 20)
+
+typedef struct jsonfile_sink {
+    rp_sink base;
+    int fd;
+    bool own_fd;
+    rp_buf out;
+    uint64_t buffered_rows;
+} jsonfile_sink;
+
+static int jf_open(const char *uri, uv_loop_t *loop, rp_sink **out, char *err, size_t errlen)
+{
+    const char *path;
+    if (strcmp(uri, "jsonfile:-") == 0 || strcmp(uri, "jsonfile://-") == 0)
+        path = NULL;
+    else if (strncmp(uri, "jsonfile://", 11) == 0 && uri[11] == '/')
+        path = uri + 11;
+    else {
+        snprintf(err, errlen, "invalid jsonfile sink URI \"%s\" (expected jsonfile:///abs/path "
+                 "or jsonfile:-)", uri);
+        return -EINVAL;
+    }
+    int fd = STDOUT_FILENO;
+    if (path) {
+        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        if (fd < 0) {
+            int e = errno;
+            snprintf(err, errlen, "could not open file \"%s\": %s", path, strerror(e));
+            return -e;
+        }
+    }
+    jsonfile_sink *s = rp_calloc(1, sizeof(*s));
+    s->base.ops = &rp_sink_jsonfile_ops;
+    s->base.uri = rp_strdup(uri);
+    s->fd = fd;
+    s->own_fd = path != NULL;
+    *out = &s->base;
+    return 0;
+}
+
+static void put_time(rp_buf *b, int64_t ns)
+{
+    time_t sec = (time_t)(ns / 1000000000);
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    char ts[64];
+    size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + n, sizeof(ts) - n, ".%09dZ", (int)(ns % 1000000000));
+    rp_buf_putc(b, '"');
+    rp_buf_puts(b, ts);
+    rp_buf_putc(b, '"');
+}
+
+static void put_row(rp_buf *b, const rp_batch *batch, size_t row)
+{
+    rp_buf_putc(b, '{');
+    for (size_t c = 0; c < batch->ncols; c++) {
+        if (c)
+            rp_buf_putc(b, ',');
+        rp_buf_json_str(b, batch->cols[c].name, strlen(batch->cols[c].name));
+        rp_buf_putc(b, ':');
+        rp_batch_json_value(b, batch, row, c);
+    }
+    rp_buf_putc(b, '}');
+}
+
+static int jf_flush(rp_sink *base)
+{
+    jsonfile_sink *s = (jsonfile_sink *)base;
+    size_t off = 0;
+    while (off < s->out.len) {
+        ssize_t w = write(s->fd, s->out.data + off, s->out.len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            int e = errno;
+            snprintf(base->last_error, sizeof(base->last_error), "could not write to \"%s\": %s",
+                     base->uri, strerror(e));
+            base->stats.write_errors++;
+            base->stats.rows_dropped += s->buffered_rows;
+            base->stats.bytes += off;
+            s->buffered_rows = 0;
+            rp_buf_reset(&s->out);
+            return -e;
+        }
+        off += (size_t)w;
+    }
+    base->stats.bytes += off;
+    base->stats.rows_written += s->buffered_rows;
+    s->buffered_rows = 0;
+    rp_buf_reset(&s->out);
+    return 0;
+}
+
+static void jf_write_batch(rp_sink *base, const rp_batch *batch)
+{
+    jsonfile_sink *s = (jsonfile_sink *)base;
+    rp_buf *b = &s->out;
+    rp_buf_puts(b, "{\"dbname\":");
+    rp_buf_json_str(b, batch->source, strlen(batch->source));
+    rp_buf_puts(b, ",\"metric\":");
+    rp_buf_json_str(b, batch->storage, strlen(batch->storage));
+    rp_buf_puts(b, ",\"time\":");
+    put_time(b, batch->fetch_time_ns);
+    rp_buf_puts(b, ",\"custom_tags\":{");
+    for (size_t i = 0; i < batch->ncustom_tags; i++) {
+        if (i)
+            rp_buf_putc(b, ',');
+        const rp_tag *t = &batch->custom_tags[i];
+        rp_buf_json_str(b, t->key, strlen(t->key));
+        rp_buf_putc(b, ':');
+        rp_buf_json_str(b, t->value, strlen(t->value));
+    }
+    rp_buf_puts(b, "},\"data\":[");
+    for (size_t r = 0; r < batch->nrows; r++) {
+        if (r)
+            rp_buf_putc(b, ',');
+        put_row(b, batch, r);
+    }
+    rp_buf_puts(b, "]}\n");
+    base->stats.batches++;
+    base->stats.rows += batch->nrows;
+    s->buffered_rows += batch->nrows;
+    if (b->len >= FLUSH_AT)
+        (void)jf_flush(base);
+}
+
+static void jf_close(rp_sink *base, rp_sink_closed_cb cb, void *arg)
+{
+    jsonfile_sink *s = (jsonfile_sink *)base;
+    (void)jf_flush(base);
+    if (s->own_fd)
+        close(s->fd);
+    rp_buf_fini(&s->out);
+    rp_free(base->uri);
+    rp_free(s);
+    if (cb)
+        cb(arg);
+}
+
+const rp_sink_ops rp_sink_jsonfile_ops = {
+    .scheme = "jsonfile",
+    .open = jf_open,
+    .write_batch = jf_write_batch,
+    .flush = jf_flush,
+    .close = jf_close,
+};

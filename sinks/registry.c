@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: PostgreSQL
+ *
+ * Sink registry and fan-out: every --sink URI is matched by scheme to its ops.
+ */
+#include "sinks/sink.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "reaper/mem.h"
+
+static const rp_sink_ops *const registry[] = {
+    &rp_sink_jsonfile_ops,
+};
+
+static const rp_sink_ops *lookup(const char *uri)
+{
+    const char *colon = strchr(uri, ':');
+    if (!colon)
+        return NULL;
+    size_t n = (size_t)(colon - uri);
+    for (size_t i = 0; i < RP_ARRAY_LEN(registry); i++) {
+        if (strlen(registry[i]->scheme) == n && strncmp(uri, registry[i]->scheme, n) == 0)
+            return registry[i];
+    }
+    return NULL;
+}
+
+int rp_sinks_check_uri(const char *uri, char *err, size_t errlen)
+{
+    if (lookup(uri))
+        return 0;
+    const char *colon = strchr(uri, ':');
+    if (colon && (strncmp(uri, "postgresql:", 11) == 0 || strncmp(uri, "postgres:", 9) == 0 ||
+                  strncmp(uri, "prometheus:", 11) == 0 || strncmp(uri, "grpc:", 5) == 0))
+        snprintf(err, errlen, "sink \"%.*s\" is not supported by this version of pgreaper "
+                 "(supported: jsonfile)", (int)(colon - uri), uri);
+    else
+        snprintf(err, errlen, "invalid sink URI \"%s\" (expected jsonfile:///path or jsonfile:-)",
+                 uri);
+    return -EINVAL;
+}
+
+int rp_sinks_open(rp_sinks *s, const char *const *uris, size_t n, uv_loop_t *loop, char *err,
+                  size_t errlen)
+{
+    memset(s, 0, sizeof(*s));
+    s->v = rp_calloc(n ? n : 1, sizeof(rp_sink *));
+    for (size_t i = 0; i < n; i++) {
+        int rc = rp_sinks_check_uri(uris[i], err, errlen);
+        if (rc == 0)
+            rc = lookup(uris[i])->open(uris[i], loop, &s->v[s->n], err, errlen);
+        if (rc < 0) {
+            for (size_t j = 0; j < s->n; j++)
+                s->v[j]->ops->close(s->v[j], NULL, NULL);
+            rp_free(s->v);
+            memset(s, 0, sizeof(*s));
+            return rc;
+        }
+        s->n++;
+    }
+    return 0;
+}
+
+void rp_sinks_write(rp_sinks *s, const rp_batch *batch)
+{
+    for (size_t i = 0; i < s->n; i++)
+        s->v[i]->ops->write_batch(s->v[i], batch);
+}
+
+int rp_sinks_flush(rp_sinks *s)
+{
+    int first = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        int rc = s->v[i]->ops->flush(s->v[i]);
+        if (rc < 0 && first == 0)
+            first = rc;
+    }
+    return first;
+}
+
+static void on_sink_closed(void *arg)
+{
+    rp_sinks *s = arg;
+    if (--s->pending_closes > 0)
+        return;
+    rp_free(s->v);
+    s->v = NULL;
+    s->n = 0;
+    if (s->closed_cb)
+        s->closed_cb(s->closed_arg);
+}
+
+void rp_sinks_close(rp_sinks *s, rp_sink_closed_cb cb, void *arg)
+{
+    s->closed_cb = cb;
+    s->closed_arg = arg;
+    if (s->n == 0) {
+        rp_free(s->v);
+        s->v = NULL;
+        if (cb)
+            cb(arg);
+        return;
+    }
+    s->pending_closes = (unsigned)s->n + 1;
+    for (size_t i = 0; i < s->n; i++)
+        s->v[i]->ops->close(s->v[i], on_sink_closed, s);
+    on_sink_closed(s);
+}

@@ -147,14 +147,6 @@ static bool group_selected(const rp_options *o, const rp_source_def *d)
     return false;
 }
 
-static void add_totals(rp_source_stats *t, const rp_source_stats *s)
-{
-    const uint64_t *in = (const uint64_t *)s;
-    uint64_t *out = (uint64_t *)t;
-    for (size_t i = 0; i < sizeof(*s) / sizeof(uint64_t); i++)
-        out[i] += in[i];
-}
-
 static void shutdown_finish(rp_reaper *r);
 
 static void on_source_closed(void *arg)
@@ -173,7 +165,6 @@ static void stop_source(rp_reaper *r, running *cell, int drain_ms)
     if (cell->stopping)
         return;
     cell->stopping = true;
-    add_totals(&r->totals, rp_source_get_stats(cell->src));
     rp_source_stop(cell->src, drain_ms, on_source_closed, cell);
 }
 
@@ -408,6 +399,7 @@ static int init_loop(rp_reaper *r)
     r->sopts.interval_scale = r->opts->interval_scale;
     r->sopts.no_prepared = r->opts->no_prepared;
     r->sopts.libpq_trace_dir = r->opts->libpq_trace;
+    r->sopts.retired = &r->totals;
     uv_signal_init(&r->loop, &r->sig_hup);
     uv_signal_init(&r->loop, &r->sig_term);
     uv_signal_init(&r->loop, &r->sig_int);

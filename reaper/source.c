@@ -718,7 +718,7 @@ static void step_connecting(rp_source *src, rp_event ev)
 
 static void enter_backoff(rp_source *src, const char *why)
 {
-    bool was_up = src->conn && PQstatus(src->conn) == CONNECTION_OK && src->was_connected;
+    bool was_up = src->was_connected;
     char reason[256];
     snprintf(reason, sizeof(reason), "%s", why ? why : "unknown error");
     disconnect(src);
@@ -1239,8 +1239,18 @@ void rp_source_update(rp_source *src, const rp_source_def *def, rp_catalog *cat)
               src->nslots);
 }
 
+static void add_stats(rp_source_stats *to, const rp_source_stats *from)
+{
+    const uint64_t *in = (const uint64_t *)from;
+    uint64_t *out = (uint64_t *)to;
+    for (size_t i = 0; i < sizeof(*from) / sizeof(uint64_t); i++)
+        out[i] += in[i];
+}
+
 static void free_source(rp_source *src)
 {
+    if (src->opts->retired)
+        add_stats(src->opts->retired, &src->stats);
     rp_source_closed_cb cb = src->closed_cb;
     void *arg = src->closed_arg;
     free_params(src);

@@ -32,6 +32,7 @@ typedef struct rp_source_opts {
     double interval_scale;     /* multiplies every metric interval */
     bool no_prepared;          /* global --no-prepared */
     const char *libpq_trace_dir; /* NULL, or a folder for one libpq trace file per source */
+    struct rp_source_stats *retired; /* NULL, or where a source adds its counters when freed */
 } rp_source_opts;
 
 typedef struct rp_source_stats {

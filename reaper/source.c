@@ -392,8 +392,9 @@ static const slot *find_slot(const slot *v, size_t n, const char *name)
 }
 
 /* Recompute the slots from def, cat and the server's role; keeps prepared statements
- * whose SQL did not change and the deadlines of metrics whose interval did not change. */
-static void rebuild_plan(rp_source *src)
+ * whose SQL did not change and the deadlines of metrics whose interval did not change.
+ * Returns whether the set of metrics, an interval or an SQL text changed. */
+static bool rebuild_plan(rp_source *src)
 {
     rp_plan_entry *plan = NULL;
     size_t n = 0;
@@ -406,14 +407,18 @@ static void rebuild_plan(rp_source *src)
     src->nslots = n;
     const char **keys = rp_calloc(n ? n : 1, sizeof(char *));
     int64_t *ivs = rp_calloc(n ? n : 1, sizeof(int64_t));
+    bool changed = n != nold;
     for (size_t i = 0; i < n; i++) {
         slot *sl = &src->slots[i];
         const slot *o = find_slot(old, nold, plan[i].def->name);
         if (o)
             *sl = *o;
+        const char *old_sql = o ? o->sql : NULL;
+        changed = changed || !o || o->interval_s != plan[i].interval_s;
         sl->def = plan[i].def;
         sl->interval_s = plan[i].interval_s;
         choose_sql(src, sl);
+        changed = changed || (old_sql && sl->sql && strcmp(old_sql, sl->sql) != 0);
         keys[i] = sl->def->name;
         ivs[i] = (int64_t)sl->interval_s * 1000;
     }
@@ -426,6 +431,7 @@ static void rebuild_plan(rp_source *src)
     rp_free(src->due);
     src->due = rp_calloc(n ? n : 1, sizeof(size_t));
     rp_grow((void **)&src->items, &src->cap_items, 4 * n + 4, sizeof(item));
+    return changed;
 }
 
 /*-------------------------------------------------------------------------
@@ -932,7 +938,7 @@ static void runtime_result(rp_source *src, const PGresult *res)
     snprintf(src->sysid, sizeof(src->sysid), "%s", PQgetvalue(res, 0, 4));
     if (!changed)
         return;
-    rebuild_plan(src);
+    (void)rebuild_plan(src);
     if (collecting_blocked(src) && !src->standby_blocked_logged) {
         rp_log_at(RP_LOG_INFO, src->def.name, NULL, NULL,
                   "source is a standby and only_if_master is set: not collecting");
@@ -1214,7 +1220,7 @@ rp_source *rp_source_create(const rp_source_opts *opts, const rp_source_def *def
     uv_timer_init(opts->loop, &src->tick_timer);
     uv_timer_init(opts->loop, &src->io_timer);
     src->tick_timer.data = src->io_timer.data = src;
-    rebuild_plan(src);
+    (void)rebuild_plan(src);
     return src;
 }
 
@@ -1230,13 +1236,14 @@ void rp_source_update(rp_source *src, const rp_source_def *def, rp_catalog *cat)
     rp_source_def old_def = src->def;
     rp_source_def_copy(&src->def, def);
     src->cat = rp_catalog_ref(cat);
-    rebuild_plan(src); /* old slots still point into old_cat until here */
+    bool changed = rebuild_plan(src); /* old slots still point into old_cat until here */
     rp_catalog_unref(old_cat);
     rp_source_def_fini(&old_def);
     if (src->state == RP_SOURCE_READY)
         arm_tick(src);
-    rp_log_at(RP_LOG_INFO, src->def.name, NULL, NULL, "metrics updated (%zu metrics)",
-              src->nslots);
+    if (changed)
+        rp_log_at(RP_LOG_INFO, src->def.name, NULL, NULL, "metrics updated (%zu metrics)",
+                  src->nslots);
 }
 
 static void add_stats(rp_source_stats *to, const rp_source_stats *from)

@@ -95,7 +95,8 @@ void rp_batch_init_values(rp_batch *b, const rp_column *cols, size_t ncols, size
     b->nrows = nrows;
     b->vals = vals;
     b->cols = rp_calloc(ncols ? ncols : 1, sizeof(rp_column));
-    memcpy(b->cols, cols, ncols * sizeof(rp_column));
+    if (ncols)
+        memcpy(b->cols, cols, ncols * sizeof(rp_column));
     for (size_t i = 0; i < ncols; i++)
         classify(&b->cols[i]);
     b->time_col = find_time_col(b);

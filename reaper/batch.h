@@ -15,12 +15,12 @@
 #ifndef RP_REAPER_BATCH_H
 #define RP_REAPER_BATCH_H
 
-#include "reaper/buf.h"
-#include "reaper/config.h"
-
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "reaper/buf.h"
+#include "reaper/config.h"
 
 struct pg_result;
 
@@ -46,18 +46,18 @@ typedef struct rp_column {
 } rp_column;
 
 typedef struct rp_batch {
-    const char *source;      /* source name (the stored dbname); borrowed */
-    const char *metric;      /* metric name; borrowed */
-    const char *storage;     /* where it is stored: storage_name or metric; borrowed */
-    int64_t fetch_time_ns;   /* wall clock at fetch */
+    const char *source;        /* source name (the stored dbname); borrowed */
+    const char *metric;        /* metric name; borrowed */
+    const char *storage;       /* where it is stored: storage_name or metric; borrowed */
+    int64_t fetch_time_ns;     /* wall clock at fetch */
     const rp_tag *custom_tags; /* the source's custom_tags; borrowed */
     size_t ncustom_tags;
     size_t nrows;
     size_t ncols;
-    rp_column *cols; /* owned */
-    int time_col;    /* index of epoch_ns, or -1 */
-    const struct pg_result *res;  /* borrowed; either res ... */
-    const char *const *vals;      /* ... or vals[row * ncols + col], NULL = SQL null */
+    rp_column *cols;             /* owned */
+    int time_col;                /* index of epoch_ns, or -1 */
+    const struct pg_result *res; /* borrowed; either res ... */
+    const char *const *vals;     /* ... or vals[row * ncols + col], NULL = SQL null */
 } rp_batch;
 
 /* Map a PostgreSQL type OID to a value kind. */

@@ -7,10 +7,10 @@
 #ifndef RP_REAPER_BUF_H
 #define RP_REAPER_BUF_H
 
-#include "reaper/compiler.h"
-
 #include <stdarg.h>
 #include <stddef.h>
+
+#include "reaper/compiler.h"
 
 typedef struct rp_buf {
     char *data; /* owned; NUL-terminated when cap > 0 */
@@ -18,7 +18,10 @@ typedef struct rp_buf {
     size_t cap;
 } rp_buf;
 
-#define RP_BUF_INIT {NULL, 0, 0}
+#define RP_BUF_INIT                                                                                \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 void rp_buf_fini(rp_buf *b);
 void rp_buf_reset(rp_buf *b);

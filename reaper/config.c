@@ -90,12 +90,16 @@ void rp__catalog_sort(rp_catalog *cat)
 const rp_metric_def *rp_catalog_metric(const rp_catalog *cat, const char *name)
 {
     rp_metric_def key = {.name = (char *)name};
+    if (cat->nmetrics == 0)
+        return NULL;
     return bsearch(&key, cat->metrics, cat->nmetrics, sizeof(rp_metric_def), cmp_metric);
 }
 
 const rp_preset *rp_catalog_preset(const rp_catalog *cat, const char *name)
 {
     rp_preset key = {.name = (char *)name};
+    if (cat->npresets == 0)
+        return NULL;
     return bsearch(&key, cat->presets, cat->npresets, sizeof(rp_preset), cmp_preset);
 }
 
@@ -183,8 +187,8 @@ int rp_catalog_validate(const rp_catalog *cat, rp_diag *diag)
         for (size_t j = 0; j < p->nmetrics; j++) {
             if (!rp_catalog_metric(cat, p->metrics[j].metric))
                 diag_warn(diag, &p->metrics[j].mark,
-                          "preset \"%s\" references metric \"%s\", which is not defined",
-                          p->name, p->metrics[j].metric);
+                          "preset \"%s\" references metric \"%s\", which is not defined", p->name,
+                          p->metrics[j].metric);
         }
     }
     return rc;
@@ -284,8 +288,10 @@ static int check_preset(const rp_source_def *s, const char *name, const rp_mark 
     int rc = 0;
     for (size_t i = 0; i < p->nmetrics; i++) {
         if (!rp_catalog_metric(cat, p->metrics[i].metric)) {
-            rp_diag_add(diag, m, "source \"%s\": preset \"%s\" uses metric \"%s\", which is not "
-                        "defined", s->name, name, p->metrics[i].metric);
+            rp_diag_add(diag, m,
+                        "source \"%s\": preset \"%s\" uses metric \"%s\", which is not "
+                        "defined",
+                        s->name, name, p->metrics[i].metric);
             rc = -EINVAL;
         }
     }

@@ -11,11 +11,11 @@
 #ifndef RP_REAPER_CONFIG_H
 #define RP_REAPER_CONFIG_H
 
-#include "reaper/buf.h"
-#include "reaper/compiler.h"
-
 #include <stdbool.h>
 #include <stddef.h>
+
+#include "reaper/buf.h"
+#include "reaper/compiler.h"
 
 /* Longest accepted metric interval: 31 days (pgwatch's own presets stay under 2 days). */
 #define RP_MAX_INTERVAL_S (31 * 86400)
@@ -55,9 +55,9 @@ typedef struct rp_metric_def {
     size_t nsqls;
     char **gauges;
     size_t ngauges;
-    char *init_sql;   /* may be NULL */
-    char *storage_name; /* may be NULL: stored under name */
-    char *description;  /* may be NULL */
+    char *init_sql;          /* may be NULL */
+    char *storage_name;      /* may be NULL: stored under name */
+    char *description;       /* may be NULL */
     int statement_timeout_s; /* -1: use --statement-timeout */
     rp_node_status node_status;
     bool is_instance_level;

@@ -5,9 +5,9 @@
 #ifndef RP_REAPER_CONFIG_INT_H
 #define RP_REAPER_CONFIG_INT_H
 
-#include "reaper/config.h"
-
 #include <stdbool.h>
+
+#include "reaper/config.h"
 
 bool rp__yaml_is_null(const void *yaml_node);
 void rp__catalog_sort(rp_catalog *cat);

@@ -4,8 +4,6 @@
  * position for error messages. Only syntax, key names and value types are checked here;
  * cross-references are rp_*_validate()'s job (config.c).
  */
-#include "reaper/config.h"
-
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -14,6 +12,7 @@
 
 #include <yaml.h>
 
+#include "reaper/config.h"
 #include "reaper/config_int.h"
 #include "reaper/connstr.h"
 #include "reaper/mem.h"
@@ -61,8 +60,8 @@ bool rp__yaml_is_null(const void *vn)
     if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
         return false;
     const char *s = sval(n);
-    return *s == '\0' || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 ||
-           strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0;
+    return *s == '\0' || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 || strcmp(s, "Null") == 0 ||
+           strcmp(s, "NULL") == 0;
 }
 
 static bool expect(const walk *w, const yaml_node_t *n, yaml_node_type_t t, const char *what)
@@ -143,8 +142,7 @@ static void unknown_key(const walk *w, const yaml_node_t *k, const char *where)
 /* Iterate a mapping; keys must be scalars and unique. cb returns 0 or -EINVAL. */
 typedef int (*pair_cb)(const walk *w, const yaml_node_t *key, const yaml_node_t *val, void *arg);
 
-static int each_pair(const walk *w, const yaml_node_t *map, const char *what, pair_cb cb,
-                     void *arg)
+static int each_pair(const walk *w, const yaml_node_t *map, const char *what, pair_cb cb, void *arg)
 {
     if (!expect(w, map, YAML_MAPPING_NODE, what))
         return -EINVAL;
@@ -157,8 +155,8 @@ static int each_pair(const walk *w, const yaml_node_t *map, const char *what, pa
         for (yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++) {
             if (strcmp(sval(node(w, q->key)), sval(k)) == 0) {
                 rp_mark m = mark_of(w, k), first = mark_of(w, node(w, q->key));
-                rp_diag_add(w->diag, &m, "duplicate key \"%s\" in %s (first at line %d)",
-                            sval(k), what, first.line);
+                rp_diag_add(w->diag, &m, "duplicate key \"%s\" in %s (first at line %d)", sval(k),
+                            what, first.line);
                 rc = -EINVAL;
             }
         }
@@ -265,9 +263,9 @@ static int parse_node_status(const walk *w, const yaml_node_t *v, rp_metric_def 
 /* pgwatch2 attributes that pgwatch's own code no longer reads: accepted and ignored. */
 static bool is_legacy_metric_key(const char *k)
 {
-    static const char *const legacy[] = {"is_private", "disabled_days", "disabled_times",
-                                         "extension_version_based_overrides", "metric_attrs",
-                                         "column_attrs"};
+    static const char *const legacy[] = {"is_private",     "disabled_days",
+                                         "disabled_times", "extension_version_based_overrides",
+                                         "metric_attrs",   "column_attrs"};
     for (size_t i = 0; i < RP_ARRAY_LEN(legacy); i++) {
         if (strcmp(k, legacy[i]) == 0)
             return true;
@@ -315,7 +313,8 @@ static int metric_pair(const walk *w, const yaml_node_t *k, const yaml_node_t *v
     char what[160];
     snprintf(what, sizeof(what), "metric \"%s\"", d->name);
     int rc = each_pair(w, v, what, metric_field, d);
-    qsort(d->sqls, d->nsqls, sizeof(*d->sqls), cmp_sql);
+    if (d->nsqls > 1)
+        qsort(d->sqls, d->nsqls, sizeof(*d->sqls), cmp_sql);
     return rc;
 }
 
@@ -417,8 +416,7 @@ static int custom_pair(const walk *w, const yaml_node_t *k, const yaml_node_t *v
     return interval_pair(w, k, v, &s->custom_metrics, &s->ncustom_metrics, "custom_metrics", 0);
 }
 
-static int custom_standby_pair(const walk *w, const yaml_node_t *k, const yaml_node_t *v,
-                               void *arg)
+static int custom_standby_pair(const walk *w, const yaml_node_t *k, const yaml_node_t *v, void *arg)
 {
     rp_source_def *s = arg;
     return interval_pair(w, k, v, &s->custom_metrics_standby, &s->ncustom_metrics_standby,
@@ -619,7 +617,8 @@ static int list_files(const char *path, char ***out, size_t *n, rp_diag *diag)
         (*out)[(*n)++] = p.data;
     }
     closedir(d);
-    qsort(*out, *n, sizeof(char *), cmp_str);
+    if (*n > 1)
+        qsort(*out, *n, sizeof(char *), cmp_str);
     return 0;
 }
 

@@ -6,10 +6,10 @@
 #ifndef RP_REAPER_CONNSTR_H
 #define RP_REAPER_CONNSTR_H
 
+#include <stddef.h>
+
 #include "reaper/buf.h"
 #include "reaper/compiler.h"
-
-#include <stddef.h>
 
 /*
  * Append to out a copy of conn_str (libpq URI or key=value form) in which every password

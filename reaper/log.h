@@ -8,9 +8,9 @@
 #ifndef RP_REAPER_LOG_H
 #define RP_REAPER_LOG_H
 
-#include "reaper/compiler.h"
-
 #include <stdbool.h>
+
+#include "reaper/compiler.h"
 
 typedef enum rp_log_level {
     RP_LOG_ERROR = 0,

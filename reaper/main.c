@@ -60,8 +60,9 @@ int main(int argc, char **argv)
         rc = run_check(&o);
     } else if (!o.sources || o.nsinks == 0) {
         fprintf(stderr, "pgreaper: %s\nTry \"pgreaper --help\" for more information.\n",
-                !o.sources ? "no sources given: use --sources FILE|DIR"
-                           : "no sink given: use --sink jsonfile:///path.jsonl or --sink jsonfile:-");
+                !o.sources
+                    ? "no sources given: use --sources FILE|DIR"
+                    : "no sink given: use --sink jsonfile:///path.jsonl or --sink jsonfile:-");
         rc = 2;
     } else {
         rc = rp_reaper_run(&o);

@@ -13,8 +13,8 @@
 static RP_NORETURN void out_of_memory(size_t size)
 {
     char msg[96];
-    int n = snprintf(msg, sizeof(msg), "pgreaper: FATAL: out of memory (requested %zu bytes)\n",
-                     size);
+    int n =
+        snprintf(msg, sizeof(msg), "pgreaper: FATAL: out of memory (requested %zu bytes)\n", size);
     if (n > 0 && write(STDERR_FILENO, msg, (size_t)n) < 0)
         abort();
     abort();

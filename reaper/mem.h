@@ -9,9 +9,9 @@
 #ifndef RP_REAPER_MEM_H
 #define RP_REAPER_MEM_H
 
-#include "reaper/compiler.h"
-
 #include <stddef.h>
+
+#include "reaper/compiler.h"
 
 void *rp_malloc(size_t size);
 void *rp_calloc(size_t n, size_t size);

@@ -30,8 +30,8 @@ const rp_opt_def rp_opt_table[] = {
      "statement_timeout for metrics without statement_timeout_seconds (0: none)"},
     {"connect-timeout", "PGREAPER_CONNECT_TIMEOUT", RP_OPT_INT, OFF(connect_timeout_s), 1, 3600,
      "SECONDS", "10", "give up a connection attempt (DNS included) after SECONDS"},
-    {"shutdown-timeout", "PGREAPER_SHUTDOWN_TIMEOUT", RP_OPT_INT, OFF(shutdown_timeout_s), 0,
-     3600, "SECONDS", "10", "on SIGTERM, wait this long for in-flight batches"},
+    {"shutdown-timeout", "PGREAPER_SHUTDOWN_TIMEOUT", RP_OPT_INT, OFF(shutdown_timeout_s), 0, 3600,
+     "SECONDS", "10", "on SIGTERM, wait this long for in-flight batches"},
     {"interval-scale", "PGREAPER_INTERVAL_SCALE", RP_OPT_DOUBLE, OFF(interval_scale), 0, 0,
      "FACTOR", "1", "multiply every metric interval (e.g. 0.05 for tests; at least 1 s)"},
     {"no-prepared", "PGREAPER_NO_PREPARED", RP_OPT_BOOL, OFF(no_prepared), 0, 0, NULL, "off",
@@ -40,8 +40,8 @@ const rp_opt_def rp_opt_table[] = {
      0, NULL, "off", "warn about unrecognized YAML keys instead of failing"},
     {"check", "PGREAPER_CHECK", RP_OPT_BOOL, OFF(check), 0, 0, NULL, "off",
      "validate the configuration and exit 0 (valid) or 1 (errors); connects to nothing"},
-    {"log-level", "PGREAPER_LOG_LEVEL", RP_OPT_LEVEL, OFF(log_level), 0, 0,
-     "error|warn|info|debug", "info", "log verbosity"},
+    {"log-level", "PGREAPER_LOG_LEVEL", RP_OPT_LEVEL, OFF(log_level), 0, 0, "error|warn|info|debug",
+     "info", "log verbosity"},
     {"log-format", "PGREAPER_LOG_FORMAT", RP_OPT_FORMAT, OFF(log_format), 0, 0, "text|logfmt",
      "text", "log line format (stderr)"},
     {"libpq-trace", "PGREAPER_LIBPQ_TRACE", RP_OPT_STRING, OFF(libpq_trace), 0, 0, "DIR", NULL,
@@ -85,8 +85,7 @@ static int parse_bool(const char *s, bool *out)
 {
     if (!strcmp(s, "1") || !strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "on"))
         *out = true;
-    else if (!strcmp(s, "0") || !strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "off") ||
-             !*s)
+    else if (!strcmp(s, "0") || !strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "off") || !*s)
         *out = false;
     else
         return -EINVAL;
@@ -132,8 +131,9 @@ static int apply(rp_options *o, const rp_opt_def *d, const char *v, bool from_en
         errno = 0;
         long x = strtol(v, &end, 10);
         if (errno || end == v || *end || x < d->min || x > d->max) {
-            snprintf(err, errlen, "invalid value \"%s\" for %s: expected an integer from %ld to %ld",
-                     v, origin, d->min, d->max);
+            snprintf(err, errlen,
+                     "invalid value \"%s\" for %s: expected an integer from %ld to %ld", v, origin,
+                     d->min, d->max);
             return -EINVAL;
         }
         *(int *)field = (int)x;
@@ -157,14 +157,15 @@ static int apply(rp_options *o, const rp_opt_def *d, const char *v, bool from_en
         return 0;
     case RP_OPT_LEVEL:
         if (rp_log_parse_level(v, (rp_log_level *)field) < 0) {
-            snprintf(err, errlen, "invalid value \"%s\" for %s: expected error, warn, info or debug",
-                     v, origin);
+            snprintf(err, errlen,
+                     "invalid value \"%s\" for %s: expected error, warn, info or debug", v, origin);
             return -EINVAL;
         }
         return 0;
     case RP_OPT_FORMAT:
         if (rp_log_parse_format(v, (rp_log_format *)field) < 0) {
-            snprintf(err, errlen, "invalid value \"%s\" for %s: expected text or logfmt", v, origin);
+            snprintf(err, errlen, "invalid value \"%s\" for %s: expected text or logfmt", v,
+                     origin);
             return -EINVAL;
         }
         return 0;

@@ -7,15 +7,15 @@
 #ifndef RP_REAPER_OPTIONS_H
 #define RP_REAPER_OPTIONS_H
 
-#include "reaper/compiler.h"
-#include "reaper/log.h"
-
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "reaper/compiler.h"
+#include "reaper/log.h"
+
 typedef struct rp_options {
-    char *sources;  /* file or folder */
-    char *metrics;  /* file or folder; NULL = built-in catalogue */
+    char *sources; /* file or folder */
+    char *metrics; /* file or folder; NULL = built-in catalogue */
     char **sinks;
     size_t nsinks;
     char **groups;
@@ -49,8 +49,8 @@ typedef struct rp_opt_def {
     const char *name; /* long flag without "--" */
     const char *env;
     rp_opt_type type;
-    size_t offset; /* into rp_options */
-    long min, max; /* for RP_OPT_INT */
+    size_t offset;    /* into rp_options */
+    long min, max;    /* for RP_OPT_INT */
     const char *arg;  /* argument name for --help, NULL for booleans */
     const char *dflt; /* default as text, for --help and docs */
     const char *help;

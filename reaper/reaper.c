@@ -56,7 +56,8 @@ static void check_conn_strs(const rp_source_set *set, rp_diag *diag)
     for (size_t i = 0; i < set->nsources; i++) {
         const rp_source_def *s = &set->sources[i];
         char err[512];
-        if (s->conn_str && *s->conn_str && rp_source_check_conn_str(s->conn_str, err, sizeof(err)) < 0)
+        if (s->conn_str && *s->conn_str &&
+            rp_source_check_conn_str(s->conn_str, err, sizeof(err)) < 0)
             rp_diag_add(diag, &s->conn_str_mark, "source \"%s\": invalid conn_str: %s", s->name,
                         err);
     }
@@ -242,7 +243,8 @@ static void apply_config(rp_reaper *r, rp_catalog *cat, rp_source_set *set)
     added -= restarted < added ? restarted : added;
     if (old_cat)
         rp_log_info("configuration applied: %zu sources running, %zu added, %zu removed, "
-                    "%zu restarted", r->live - removed - restarted, added, removed, restarted);
+                    "%zu restarted",
+                    r->live - removed - restarted, added, removed, restarted);
     rp_catalog_unref(old_cat);
     rp_source_set_free(old_set);
     r->fingerprint = current_fingerprint(r);
@@ -265,8 +267,7 @@ static void reload(rp_reaper *r, const char *why)
     rp_catalog *cat;
     rp_source_set *set;
     if (rp_reaper_load(r->opts, &cat, &set, &diag) < 0) {
-        rp_log_error("could not reload configuration (%s): keeping the running configuration",
-                     why);
+        rp_log_error("could not reload configuration (%s): keeping the running configuration", why);
         log_diag(RP_LOG_ERROR, &diag);
         rp_diag_fini(&diag);
         r->fingerprint = current_fingerprint(r); /* do not repeat until the files change again */

@@ -49,14 +49,14 @@ typedef enum rp_source_state {
     RP_SOURCE_CLOSING,    /* handles closing; freed in the last close callback */
 } rp_source_state;
 
-static const char *const state_names[] = {"idle", "resolving", "connecting", "busy",
-                                          "ready", "backoff", "draining", "closing"};
+static const char *const state_names[] = {"idle",  "resolving", "connecting", "busy",
+                                          "ready", "backoff",   "draining",   "closing"};
 
 typedef enum rp_event {
-    EV_IO,        /* socket readiness in src->io_events */
-    EV_IO_ERROR,  /* poll reported an error */
-    EV_DEADLINE,  /* the state's deadline passed (io_timer) */
-    EV_RESOLVED,  /* uv_getaddrinfo finished (src->resolve_status) */
+    EV_IO,       /* socket readiness in src->io_events */
+    EV_IO_ERROR, /* poll reported an error */
+    EV_DEADLINE, /* the state's deadline passed (io_timer) */
+    EV_RESOLVED, /* uv_getaddrinfo finished (src->resolve_status) */
 } rp_event;
 
 typedef enum item_kind {
@@ -76,11 +76,11 @@ typedef struct item {
 typedef struct slot {
     const rp_metric_def *def; /* borrowed from src->cat */
     int interval_s;
-    const char *sql;          /* for the server version; NULL: nothing to run */
+    const char *sql; /* for the server version; NULL: nothing to run */
     char stmt_name[24];
     bool prepared;
     bool no_sql_logged;
-    bool failing;             /* last run failed (for transition logging) */
+    bool failing; /* last run failed (for transition logging) */
     uint64_t err_hash;
     uint64_t err_logged_at;
     int64_t fetch_time_ns;
@@ -176,8 +176,8 @@ static void set_state(rp_source *src, rp_source_state next)
 {
     if (src->state == next)
         return;
-    rp_log_at(RP_LOG_DEBUG, src->def.name, NULL, NULL, "state %s -> %s",
-              state_names[src->state], state_names[next]);
+    rp_log_at(RP_LOG_DEBUG, src->def.name, NULL, NULL, "state %s -> %s", state_names[src->state],
+              state_names[next]);
     rp_assert(src->state != RP_SOURCE_CLOSING);
     src->state = next;
     uv_timer_stop(&src->io_timer);
@@ -801,8 +801,8 @@ static int send_timeout(rp_source *src, int ms)
     snprintf(v, sizeof(v), "%d", ms);
     const char *params[1] = {v};
     add_item(src, ITEM_SET_TIMEOUT, -1);
-    if (!PQsendQueryParams(src->conn, "select set_config('statement_timeout', $1, false)", 1,
-                           NULL, params, NULL, NULL, 0))
+    if (!PQsendQueryParams(src->conn, "select set_config('statement_timeout', $1, false)", 1, NULL,
+                           params, NULL, NULL, 0))
         return -EIO;
     src->cur_timeout_ms = ms;
     return send_sync(src);
@@ -926,7 +926,8 @@ static void runtime_result(rp_source *src, const PGresult *res)
     }
     int version = atoi(PQgetvalue(res, 0, 0));
     bool recovery = PQgetvalue(res, 0, 1)[0] == 't';
-    bool changed = !src->role_known || recovery != src->in_recovery || version != src->server_version;
+    bool changed =
+        !src->role_known || recovery != src->in_recovery || version != src->server_version;
     if (src->role_known && recovery != src->in_recovery)
         rp_log_at(RP_LOG_INFO, src->def.name, NULL, NULL, "source is now a %s",
                   recovery ? "standby" : "primary");
@@ -1017,8 +1018,7 @@ static void batch_done(rp_source *src)
         rp_log_at(RP_LOG_INFO, src->def.name, NULL, NULL,
                   "%s to source (PostgreSQL %d.%d, %s, %zu metrics)",
                   src->down_logged ? "reconnected" : "connected", src->server_version / 10000,
-                  src->server_version % 100,
-                  src->in_recovery ? "standby" : "primary", src->nslots);
+                  src->server_version % 100, src->in_recovery ? "standby" : "primary", src->nslots);
         src->down_logged = false;
         emit_instance_up(src, true);
     }

@@ -9,14 +9,14 @@
 #ifndef RP_REAPER_SOURCE_H
 #define RP_REAPER_SOURCE_H
 
-#include "reaper/compiler.h"
-#include "reaper/config.h"
-
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <uv.h>
+
+#include "reaper/compiler.h"
+#include "reaper/config.h"
 
 struct rp_sinks;
 
@@ -26,27 +26,27 @@ typedef struct rp_source rp_source;
 typedef struct rp_source_opts {
     uv_loop_t *loop;
     struct rp_sinks *sinks;
-    int statement_timeout_ms;  /* for metrics without statement_timeout_seconds; 0 = none */
-    int connect_timeout_ms;    /* client-side deadline for connecting */
-    int runtime_refresh_ms;    /* how often role and version are re-read */
-    double interval_scale;     /* multiplies every metric interval */
-    bool no_prepared;          /* global --no-prepared */
-    const char *libpq_trace_dir; /* NULL, or a folder for one libpq trace file per source */
+    int statement_timeout_ms;        /* for metrics without statement_timeout_seconds; 0 = none */
+    int connect_timeout_ms;          /* client-side deadline for connecting */
+    int runtime_refresh_ms;          /* how often role and version are re-read */
+    double interval_scale;           /* multiplies every metric interval */
+    bool no_prepared;                /* global --no-prepared */
+    const char *libpq_trace_dir;     /* NULL, or a folder for one libpq trace file per source */
     struct rp_source_stats *retired; /* NULL, or where a source adds its counters when freed */
 } rp_source_opts;
 
 typedef struct rp_source_stats {
-    uint64_t ticks;          /* timer wake-ups that sent a pipeline */
-    uint64_t skipped_ticks;  /* wake-ups that found the previous batch still running */
-    uint64_t pipelines;      /* pipelines sent (one round trip each) */
-    uint64_t queries;        /* metric queries sent */
-    uint64_t fetches_ok;     /* metric queries that returned rows or no rows */
-    uint64_t fetch_errors;   /* metric queries that failed */
-    uint64_t rows;           /* result rows handed to the sinks */
-    uint64_t values;         /* result values (rows x columns) */
-    uint64_t connects;       /* successful connections */
+    uint64_t ticks;         /* timer wake-ups that sent a pipeline */
+    uint64_t skipped_ticks; /* wake-ups that found the previous batch still running */
+    uint64_t pipelines;     /* pipelines sent (one round trip each) */
+    uint64_t queries;       /* metric queries sent */
+    uint64_t fetches_ok;    /* metric queries that returned rows or no rows */
+    uint64_t fetch_errors;  /* metric queries that failed */
+    uint64_t rows;          /* result rows handed to the sinks */
+    uint64_t values;        /* result values (rows x columns) */
+    uint64_t connects;      /* successful connections */
     uint64_t connect_failures;
-    uint64_t disconnects;    /* established connections that were lost */
+    uint64_t disconnects;          /* established connections that were lost */
     uint64_t lateness_ms_hist[16]; /* tick lateness: bucket i counts [2^(i-1), 2^i) ms */
 } rp_source_stats;
 

@@ -7,8 +7,6 @@
  *   {"dbname":"db1","metric":"db_stats","time":"2026-11-22T10:00:00.000000000Z",
  *    "custom_tags":{"env":"prod"},"data":[{"epoch_ns":...,"numbackends":3,...}]}
  */
-#include "sinks/sink.h"
-
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -17,6 +15,7 @@
 #include <unistd.h>
 
 #include "reaper/mem.h"
+#include "sinks/sink.h"
 
 #define FLUSH_AT (1u << 20)
 
@@ -36,8 +35,10 @@ static int jf_open(const char *uri, uv_loop_t *loop, rp_sink **out, char *err, s
     else if (strncmp(uri, "jsonfile://", 11) == 0 && uri[11] == '/')
         path = uri + 11;
     else {
-        snprintf(err, errlen, "invalid jsonfile sink URI \"%s\" (expected jsonfile:///abs/path "
-                 "or jsonfile:-)", uri);
+        snprintf(err, errlen,
+                 "invalid jsonfile sink URI \"%s\" (expected jsonfile:///abs/path "
+                 "or jsonfile:-)",
+                 uri);
         return -EINVAL;
     }
     int fd = STDOUT_FILENO;

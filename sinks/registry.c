@@ -2,13 +2,12 @@
  *
  * Sink registry and fan-out: every --sink URI is matched by scheme to its ops.
  */
-#include "sinks/sink.h"
-
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "reaper/mem.h"
+#include "sinks/sink.h"
 
 static const rp_sink_ops *const registry[] = {
     &rp_sink_jsonfile_ops,
@@ -34,8 +33,10 @@ int rp_sinks_check_uri(const char *uri, char *err, size_t errlen)
     const char *colon = strchr(uri, ':');
     if (colon && (strncmp(uri, "postgresql:", 11) == 0 || strncmp(uri, "postgres:", 9) == 0 ||
                   strncmp(uri, "prometheus:", 11) == 0 || strncmp(uri, "grpc:", 5) == 0))
-        snprintf(err, errlen, "sink \"%.*s\" is not supported by this version of pgreaper "
-                 "(supported: jsonfile)", (int)(colon - uri), uri);
+        snprintf(err, errlen,
+                 "sink \"%.*s\" is not supported by this version of pgreaper "
+                 "(supported: jsonfile)",
+                 (int)(colon - uri), uri);
     else
         snprintf(err, errlen, "invalid sink URI \"%s\" (expected jsonfile:///path or jsonfile:-)",
                  uri);

@@ -10,12 +10,12 @@
 #ifndef RP_SINKS_SINK_H
 #define RP_SINKS_SINK_H
 
-#include "reaper/batch.h"
-#include "reaper/compiler.h"
-
 #include <stdint.h>
 
 #include <uv.h>
+
+#include "reaper/batch.h"
+#include "reaper/compiler.h"
 
 typedef struct rp_sink rp_sink;
 

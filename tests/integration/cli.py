@@ -11,10 +11,14 @@ from pgharness import Tap  # noqa: E402
 BIN = sys.argv[1]
 
 
-def run(args, env=None, timeout=20):
+def run(args, env=None, timeout=120):
     e = {k: v for k, v in os.environ.items() if not k.startswith('PGREAPER_')}
     e.update(env or {})
-    r = subprocess.run([BIN] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    pre = []
+    if os.environ.get('RP_VALGRIND'):
+        pre = ['valgrind', '--error-exitcode=99', '--leak-check=full',
+               '--errors-for-leak-kinds=definite', '--quiet']
+    r = subprocess.run(pre + [BIN] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                        env=e, timeout=timeout)
     return r.returncode, r.stdout, r.stderr
 

@@ -152,7 +152,11 @@ class Reaper:
         os.rename(tmp, self.sources)
 
     def argv(self):
-        a = [self.binary, '--sources', self.sources, '--sink', 'jsonfile://' + self.out,
+        a = []
+        if os.environ.get('RP_VALGRIND'):
+            a = ['valgrind', '--error-exitcode=99', '--leak-check=full',
+                 '--errors-for-leak-kinds=definite', '--show-leak-kinds=definite', '--quiet']
+        a += [self.binary, '--sources', self.sources, '--sink', 'jsonfile://' + self.out,
              '--refresh', '0']
         if self.metrics:
             a += ['--metrics', self.metrics]

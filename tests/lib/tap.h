@@ -36,7 +36,7 @@ static inline int tap_ok(int cond, const char *file, int line, const char *name)
         const char *g_ = (got), *w_ = (want);                                                      \
         int eq_ = (g_ && w_) ? strcmp(g_, w_) == 0 : g_ == w_;                                     \
         if (!tap_ok(eq_, __FILE__, __LINE__, (name)))                                              \
-            printf("#   got:      \"%s\"\n#   expected: \"%s\"\n", g_ ? g_ : "(null)",           \
+            printf("#   got:      \"%s\"\n#   expected: \"%s\"\n", g_ ? g_ : "(null)",             \
                    w_ ? w_ : "(null)");                                                            \
     } while (0)
 

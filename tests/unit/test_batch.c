@@ -2,10 +2,9 @@
  *
  * Measurement model: column roles, typed JSON values, JSON string escaping, epoch_ns.
  */
-#include "reaper/batch.h"
-
 #include <string.h>
 
+#include "reaper/batch.h"
 #include "reaper/buf.h"
 #include "tests/lib/tap.h"
 
@@ -19,14 +18,35 @@ static const char *json_of(rp_buf *b, const rp_batch *batch, size_t row, size_t 
 static void test_values(void)
 {
     static const rp_column cols[] = {
-        {"epoch_ns", 0, RP_VAL_INT},   {"i", 0, RP_VAL_INT},       {"f", 0, RP_VAL_FLOAT},
-        {"n", 0, RP_VAL_NUMERIC},      {"b", 0, RP_VAL_BOOL},      {"j", 0, RP_VAL_JSON},
-        {"tag_db", 0, RP_VAL_TEXT},    {"t", 0, RP_VAL_TEXT},
+        {"epoch_ns", 0, RP_VAL_INT}, {"i", 0, RP_VAL_INT},  {"f", 0, RP_VAL_FLOAT},
+        {"n", 0, RP_VAL_NUMERIC},    {"b", 0, RP_VAL_BOOL}, {"j", 0, RP_VAL_JSON},
+        {"tag_db", 0, RP_VAL_TEXT},  {"t", 0, RP_VAL_TEXT},
     };
     const char *vals[] = {
-        "1700000000123456789", "-42", "NaN", "1.50", "t", "{\"a\": [1, 2]}", "db\"1", "x\ny",
-        "garbage",             NULL,  "-Infinity", "NaN", "f", "null", "", "\x01\x7f",
-        NULL,                  "0",   "1.5e+20", "Infinity", NULL, NULL, NULL, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80",
+        "1700000000123456789",
+        "-42",
+        "NaN",
+        "1.50",
+        "t",
+        "{\"a\": [1, 2]}",
+        "db\"1",
+        "x\ny",
+        "garbage",
+        NULL,
+        "-Infinity",
+        "NaN",
+        "f",
+        "null",
+        "",
+        "\x01\x7f",
+        NULL,
+        "0",
+        "1.5e+20",
+        "Infinity",
+        NULL,
+        NULL,
+        NULL,
+        "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80",
     };
     rp_batch b;
     rp_batch_init_values(&b, cols, 8, 3, vals);

@@ -4,14 +4,13 @@
  * and the exact diagnostics expected ("" when valid). Plus resolution, version choice,
  * environment expansion, folders and lenient mode.
  */
-#include "reaper/config.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "reaper/config.h"
 #include "reaper/mem.h"
 #include "tests/lib/tap.h"
 
@@ -40,8 +39,8 @@ typedef struct config_case {
 } config_case;
 
 static const config_case cases[] = {
-    {"valid source with preset", NULL,
-     "- name: db1\n  conn_str: host=/tmp\n  preset_metrics: p1\n", ""},
+    {"valid source with preset", NULL, "- name: db1\n  conn_str: host=/tmp\n  preset_metrics: p1\n",
+     ""},
     {"valid pgwatch-style source with every key", NULL,
      "- name: db1\n  group: g_1\n  conn_str: postgresql://u@h/db\n  kind: postgres\n"
      "  preset_metrics: p1\n  preset_metrics_standby: p2\n  custom_metrics: {m1: 5}\n"
@@ -71,7 +70,8 @@ static const config_case cases[] = {
      "not 99999999\n"},
     {"interval not a number", NULL,
      "- name: db1\n  conn_str: host=/tmp\n  custom_metrics: {m1: often}\n",
-     "s.yaml:3:24: interval of metric \"m1\" in custom_metrics must be an integer, not \"often\"\n"},
+     "s.yaml:3:24: interval of metric \"m1\" in custom_metrics must be an integer, not "
+     "\"often\"\n"},
     {"duplicate source name", NULL,
      "- name: db1\n  conn_str: host=/tmp\n  preset_metrics: p1\n"
      "- name: db1\n  conn_str: host=/tmp\n  preset_metrics: p1\n",
@@ -88,10 +88,10 @@ static const config_case cases[] = {
      "- name: db1\n  conn_str: host=/tmp\n  kind: pgbouncer\n  preset_metrics: p1\n",
      "s.yaml:3:9: source kind \"pgbouncer\" is not supported by this version of pgreaper "
      "(supported: postgres)\n"},
-    {"invalid kind", NULL, "- name: db1\n  conn_str: host=/tmp\n  kind: mysql\n  preset_metrics: p1\n",
+    {"invalid kind", NULL,
+     "- name: db1\n  conn_str: host=/tmp\n  kind: mysql\n  preset_metrics: p1\n",
      "s.yaml:3:9: invalid source kind \"mysql\" (supported: postgres)\n"},
-    {"bad group", NULL,
-     "- name: db1\n  conn_str: host=/tmp\n  group: a-b\n  preset_metrics: p1\n",
+    {"bad group", NULL, "- name: db1\n  conn_str: host=/tmp\n  group: a-b\n  preset_metrics: p1\n",
      "s.yaml:3:10: group \"a-b\" of source \"db1\" may contain only letters, digits and \"_\"\n"},
     {"bad bool", NULL,
      "- name: db1\n  conn_str: host=/tmp\n  is_enabled: maybe\n  preset_metrics: p1\n",
@@ -123,9 +123,10 @@ static const config_case cases[] = {
      NULL,
      "m.yaml:2:3: metric name \"m1234567890123456789012345678901234567890123456789012345678901234\""
      " is longer than 63 bytes\n"},
-    {"preset: zero interval", "metrics:\n  m1:\n    sqls: {10: x}\npresets:\n  p:\n    metrics: {m1: 0}\n",
-     NULL,
-     "m.yaml:6:19: interval of metric \"m1\" in preset \"p\" must be between 1 and 2678400, not 0\n"},
+    {"preset: zero interval",
+     "metrics:\n  m1:\n    sqls: {10: x}\npresets:\n  p:\n    metrics: {m1: 0}\n", NULL,
+     "m.yaml:6:19: interval of metric \"m1\" in preset \"p\" must be between 1 and 2678400, not "
+     "0\n"},
     {"preset: dangling metric is a warning",
      "metrics:\n  m1:\n    sqls: {10: x}\npresets:\n  p:\n    metrics: {m1: 5, gone: 5}\n", NULL,
      "m.yaml:6:22: warning: preset \"p\" references metric \"gone\", which is not defined\n"},

@@ -2,11 +2,10 @@
  *
  * Password masking and scrubbing in connection strings, environment expansion.
  */
-#include "reaper/connstr.h"
-
 #include <stdlib.h>
 
 #include "reaper/buf.h"
+#include "reaper/connstr.h"
 #include "reaper/mem.h"
 #include "tests/lib/tap.h"
 

@@ -3,13 +3,12 @@
  * Flags and PGREAPER_* environment variables; and the docs-drift check: every flag and
  * its environment variable appear in docs/config.md (path in argv[1]).
  */
-#include "reaper/options.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "reaper/buf.h"
+#include "reaper/options.h"
 #include "tests/lib/tap.h"
 
 static void test_parse(void)
@@ -20,8 +19,8 @@ static void test_parse(void)
     setenv("PGREAPER_SINK", "jsonfile:/a jsonfile:-", 1);
     setenv("PGREAPER_REFRESH", "30", 1);
     setenv("PGREAPER_NO_PREPARED", "yes", 1);
-    char *argv[] = {"pgreaper", "--sources", "s.yaml", "--refresh", "5", "--sink", "jsonfile:/b",
-                    "--log-level", "debug", NULL};
+    char *argv[] = {"pgreaper", "--sources",   "s.yaml",      "--refresh", "5",
+                    "--sink",   "jsonfile:/b", "--log-level", "debug",     NULL};
     ok(rp_options_parse(&o, 9, argv, err, sizeof(err)) == 0, "flags and env parse");
     is_str(o.sources, "s.yaml", "--sources");
     is_int(o.refresh_s, 5, "a flag wins over its environment variable");
@@ -45,8 +44,10 @@ static void test_parse(void)
     setenv("PGREAPER_LOG_FORMAT", "xml", 1);
     char *none[] = {"pgreaper", NULL};
     ok(rp_options_parse(&o, 1, none, err, sizeof(err)) < 0, "bad env value rejected");
-    is_str(err, "invalid value \"xml\" for environment variable PGREAPER_LOG_FORMAT: expected text "
-           "or logfmt", "env message names the variable");
+    is_str(err,
+           "invalid value \"xml\" for environment variable PGREAPER_LOG_FORMAT: expected text "
+           "or logfmt",
+           "env message names the variable");
     unsetenv("PGREAPER_LOG_FORMAT");
     rp_options_fini(&o);
     rp_options_init(&o);

@@ -3,10 +3,9 @@
  * The scheduler on a fake clock: exact firing ticks, no idle wake-ups for coprime
  * intervals, no drift with slow batches, skipped ticks counted, plan updates.
  */
-#include "reaper/scheduler.h"
-
 #include <stdio.h>
 
+#include "reaper/scheduler.h"
 #include "tests/lib/tap.h"
 
 /* Drive the schedule like the source does: wake at rp_sched_next(), run due metrics. */

@@ -36,25 +36,9 @@ void rp_buf_reserve(rp_buf *b, size_t extra)
     b->cap = ncap;
 }
 
-void rp_buf_append(rp_buf *b, const void *p, size_t n)
-{
-    rp_buf_reserve(b, n);
-    if (n)
-        memcpy(b->data + b->len, p, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
 void rp_buf_puts(rp_buf *b, const char *s)
 {
     rp_buf_append(b, s, strlen(s));
-}
-
-void rp_buf_putc(rp_buf *b, char c)
-{
-    rp_buf_reserve(b, 1);
-    b->data[b->len++] = c;
-    b->data[b->len] = '\0';
 }
 
 void rp_buf_vprintf(rp_buf *b, const char *fmt, va_list ap)
@@ -127,46 +111,62 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n)
     return len;
 }
 
-void rp_buf_json_str(rp_buf *b, const char *s, size_t n)
+/* 0: copied as is; 1: needs an escape; 2: start of a multi-byte UTF-8 sequence. */
+static const unsigned char json_class[256] = {
+    [0x00 ... 0x1F] = 1, ['"'] = 1, ['\\'] = 1, [0x7F] = 1, [0x80 ... 0xFF] = 2,
+};
+
+/* Append the escape for the byte or sequence at p (n bytes left); returns bytes used. */
+static size_t json_escape_one(rp_buf *b, const unsigned char *p, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
+    unsigned c = p[0];
+    if (c >= 0x80) {
+        size_t sl = utf8_seq_len(p, n);
+        if (sl == 0) {
+            rp_buf_append(b, "\xEF\xBF\xBD", 3); /* U+FFFD for an invalid byte */
+            return 1;
+        }
+        rp_buf_append(b, p, sl);
+        return sl;
+    }
+    char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+    switch (c) {
+    case '"':
+        rp_buf_append(b, "\\\"", 2);
+        break;
+    case '\\':
+        rp_buf_append(b, "\\\\", 2);
+        break;
+    case '\n':
+        rp_buf_append(b, "\\n", 2);
+        break;
+    case '\r':
+        rp_buf_append(b, "\\r", 2);
+        break;
+    case '\t':
+        rp_buf_append(b, "\\t", 2);
+        break;
+    default:
+        rp_buf_append(b, e, 6);
+        break;
+    }
+    return 1;
+}
+
+void rp_buf_json_str(rp_buf *b, const char *s, size_t n)
+{
     const unsigned char *p = (const unsigned char *)s;
     rp_buf_reserve(b, n + 2);
     rp_buf_putc(b, '"');
-    size_t run = 0; /* start of the pending run of bytes that need no escaping */
-    for (size_t i = 0; i < n;) {
-        unsigned c = p[i];
-        size_t sl = 1;
-        const char *esc = NULL;
-        char ubuf[7];
-        if (c == '"')
-            esc = "\\\"";
-        else if (c == '\\')
-            esc = "\\\\";
-        else if (c == '\n')
-            esc = "\\n";
-        else if (c == '\r')
-            esc = "\\r";
-        else if (c == '\t')
-            esc = "\\t";
-        else if (c < 0x20 || c == 0x7F) {
-            ubuf[0] = '\\', ubuf[1] = 'u', ubuf[2] = '0', ubuf[3] = '0';
-            ubuf[4] = hex[c >> 4], ubuf[5] = hex[c & 15], ubuf[6] = '\0';
-            esc = ubuf;
-        } else if (c >= 0x80) {
-            sl = utf8_seq_len(p + i, n - i);
-            if (sl == 0) {
-                esc = "\xEF\xBF\xBD";
-                sl = 1;
-            }
-        }
-        if (esc) {
-            rp_buf_append(b, s + run, i - run);
-            rp_buf_puts(b, esc);
-            run = i + sl;
-        }
-        i += sl;
+    size_t i = 0;
+    while (i < n) {
+        size_t run = i;
+        while (i < n && json_class[p[i]] == 0)
+            i++;
+        rp_buf_append(b, p + run, i - run);
+        if (i < n)
+            i += json_escape_one(b, p + i, n - i);
     }
-    rp_buf_append(b, s + run, n - run);
     rp_buf_putc(b, '"');
 }

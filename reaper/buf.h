@@ -9,6 +9,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "reaper/compiler.h"
 
@@ -26,11 +27,28 @@ typedef struct rp_buf {
 void rp_buf_fini(rp_buf *b);
 void rp_buf_reset(rp_buf *b);
 void rp_buf_reserve(rp_buf *b, size_t extra);
-void rp_buf_append(rp_buf *b, const void *p, size_t n);
 void rp_buf_puts(rp_buf *b, const char *s);
-void rp_buf_putc(rp_buf *b, char c);
 void rp_buf_printf(rp_buf *b, const char *fmt, ...) RP_PRINTF(2, 3);
 void rp_buf_vprintf(rp_buf *b, const char *fmt, va_list ap) RP_PRINTF(2, 0);
+/* Append n bytes (inline: this is the encoders' hot path). */
+static inline void rp_buf_append(rp_buf *b, const void *p, size_t n)
+{
+    if (rp_unlikely(b->len + n + 1 > b->cap))
+        rp_buf_reserve(b, n);
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+static inline void rp_buf_putc(rp_buf *b, char c)
+{
+    if (rp_unlikely(b->len + 2 > b->cap))
+        rp_buf_reserve(b, 1);
+    b->data[b->len++] = c;
+    b->data[b->len] = '\0';
+}
+
 /* Remove the first n bytes. */
 void rp_buf_consume(rp_buf *b, size_t n);
 

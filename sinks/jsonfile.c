@@ -25,6 +25,9 @@ typedef struct jsonfile_sink {
     bool own_fd;
     rp_buf out;
     uint64_t buffered_rows;
+    rp_buf keys;     /* the current batch's column names, escaped, each followed by ':' */
+    size_t *key_off; /* ncols + 1 offsets into keys */
+    size_t key_cap;
 } jsonfile_sink;
 
 static int jf_open(const char *uri, uv_loop_t *loop, rp_sink **out, char *err, size_t errlen)
@@ -72,14 +75,27 @@ static void put_time(rp_buf *b, int64_t ns)
     rp_buf_putc(b, '"');
 }
 
-static void put_row(rp_buf *b, const rp_batch *batch, size_t row)
+/* Escape the column names once per batch rather than once per row. */
+static void encode_keys(jsonfile_sink *s, const rp_batch *batch)
 {
-    rp_buf_putc(b, '{');
+    rp_buf_reset(&s->keys);
+    rp_grow((void **)&s->key_off, &s->key_cap, batch->ncols + 1, sizeof(size_t));
     for (size_t c = 0; c < batch->ncols; c++) {
-        if (c)
-            rp_buf_putc(b, ',');
-        rp_buf_json_str(b, batch->cols[c].name, strlen(batch->cols[c].name));
-        rp_buf_putc(b, ':');
+        s->key_off[c] = s->keys.len;
+        rp_buf_putc(&s->keys, c ? ',' : '{');
+        rp_buf_json_str(&s->keys, batch->cols[c].name, strlen(batch->cols[c].name));
+        rp_buf_putc(&s->keys, ':');
+    }
+    s->key_off[batch->ncols] = s->keys.len;
+}
+
+static void put_row(jsonfile_sink *s, const rp_batch *batch, size_t row)
+{
+    rp_buf *b = &s->out;
+    if (batch->ncols == 0)
+        rp_buf_putc(b, '{');
+    for (size_t c = 0; c < batch->ncols; c++) {
+        rp_buf_append(b, s->keys.data + s->key_off[c], s->key_off[c + 1] - s->key_off[c]);
         rp_batch_json_value(b, batch, row, c);
     }
     rp_buf_putc(b, '}');
@@ -133,10 +149,11 @@ static void jf_write_batch(rp_sink *base, const rp_batch *batch)
         rp_buf_json_str(b, t->value, strlen(t->value));
     }
     rp_buf_puts(b, "},\"data\":[");
+    encode_keys(s, batch);
     for (size_t r = 0; r < batch->nrows; r++) {
         if (r)
             rp_buf_putc(b, ',');
-        put_row(b, batch, r);
+        put_row(s, batch, r);
     }
     rp_buf_puts(b, "]}\n");
     base->stats.batches++;
@@ -153,6 +170,8 @@ static void jf_close(rp_sink *base, rp_sink_closed_cb cb, void *arg)
     if (s->own_fd)
         close(s->fd);
     rp_buf_fini(&s->out);
+    rp_buf_fini(&s->keys);
+    rp_free(s->key_off);
     rp_free(base->uri);
     rp_free(s);
     if (cb)

@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Core benchmark: N sources (N databases on one local PostgreSQL 15) x the largest
+built-in preset with intervals scaled to 1-5 s, for D seconds. Prints figures, never
+passes or fails.
+
+  python3 bench/core.py [--sources 6] [--duration 60] [--binary build/pgreaper]
+
+Figures: threads, RSS and anonymous memory (smaps_rollup), pgreaper CPU, fetches, rows
+and values, pgreaper CPU per tick and per 1,000 fetches, the CPU the PostgreSQL backends
+spent answering the same queries (from /proc of pgreaper's backends), their ratio,
+malloc calls per result value in steady state (LD_PRELOAD counter), pipelines per tick,
+tick lateness p50/p99.
+"""
+import argparse
+import os
+import struct
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..', 'tests', 'lib'))
+from pgharness import Postgres, Reaper, backend_pids  # noqa: E402
+
+TICK = os.sysconf('SC_CLK_TCK')
+
+
+def proc_cpu(pid):
+    with open('/proc/%d/stat' % pid) as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+
+
+def proc_status(pid, key):
+    with open('/proc/%d/status' % pid) as f:
+        for line in f:
+            if line.startswith(key + ':'):
+                return int(line.split()[1])
+    return 0
+
+
+def smaps(pid):
+    out = {}
+    with open('/proc/%d/smaps_rollup' % pid) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3 and parts[2] == 'kB':
+                out[parts[0].rstrip(':')] = int(parts[1])
+    return out
+
+
+def malloc_counts(path):
+    with open(path, 'rb') as f:
+        return struct.unpack('QQ', f.read(16))
+
+
+def percentile(hist, q):
+    total = sum(hist)
+    if total == 0:
+        return 0
+    acc = 0
+    for i, n in enumerate(hist):
+        acc += n
+        if acc >= q * total:
+            return 0 if i == 0 else 2 ** (i - 1)
+    return 2 ** 15
+
+
+def lateness_hist(log):
+    for line in log.splitlines():
+        if 'tick lateness histogram' in line:
+            return [int(x) for x in line.rsplit(': ', 1)[1].split(',')]
+    return []
+
+
+def setup_databases(pg, n, tables):
+    for i in range(n):
+        db = 'bench%d' % (i + 1)
+        pg.psql('create database %s' % db)
+        pg.psql('do $$ begin for i in 1..%d loop execute format('
+                "'create table t%%s (id int primary key, v text)', i); "
+                "execute format('insert into t%%s select g, md5(g::text) from "
+                "generate_series(1, 100) g', i); end loop; end $$" % tables, db=db)
+        pg.psql('analyze', db=db)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--sources', type=int, default=6)
+    ap.add_argument('--duration', type=int, default=60)
+    ap.add_argument('--tables', type=int, default=30, help='user tables per database')
+    ap.add_argument('--binary', default=os.path.join(HERE, '..', 'build', 'pgreaper'))
+    ap.add_argument('--preset', default='standard')
+    ap.add_argument('--interval-scale', default='0.0167',
+                    help='60 s -> 1 s, 300 s -> 5 s (settings: 2 h -> 120 s)')
+    a = ap.parse_args()
+    shim = os.path.join(os.path.dirname(a.binary), 'bench', 'malloc_count.so')
+
+    pg = Postgres('bench', {'max_connections': str(max(100, a.sources + 20)),
+                            'track_io_timing': 'on'})
+    setup_databases(pg, a.sources, a.tables)
+    sources = ''.join('- name: bench%d\n  conn_str: %s\n  preset_metrics: %s\n' %
+                      (i + 1, pg.conn_str('bench%d' % (i + 1)), a.preset)
+                      for i in range(a.sources))
+    env = {}
+    count_file = os.path.join(pg.root, 'malloc.count')
+    if os.path.exists(shim):
+        env = {'LD_PRELOAD': shim, 'RP_MALLOC_COUNT_FILE': count_file}
+    r = Reaper(a.binary, sources, args=['--interval-scale', a.interval_scale,
+                                        '--sink', 'jsonfile:///dev/null'], env=env)
+    r.out = '/dev/null'
+    r.start()
+    pid = r.proc.pid
+    if not r.wait_log('connected to source', 20, count=a.sources):
+        print(r.log())
+        sys.exit(1)
+    time.sleep(5)  # warm-up: prepared statements, first rare metrics, libpq buffers
+    backends = backend_pids(pg)
+    cpu0, bcpu0 = proc_cpu(pid), sum(proc_cpu(b) for b in backends)
+    m0 = malloc_counts(count_file) if env else (0, 0)
+    t0 = time.time()
+    time.sleep(a.duration)
+    elapsed = time.time() - t0
+    cpu1, bcpu1 = proc_cpu(pid), sum(proc_cpu(b) for b in backends)
+    m1 = malloc_counts(count_file) if env else (0, 0)
+    threads, sm = proc_status(pid, 'Threads'), smaps(pid)
+    hwm = proc_status(pid, 'VmHWM')
+    rc = r.stop()
+    s = r.summary()
+    hist = lateness_hist(r.log())
+    ticks = max(s.get('ticks', 0), 1)
+    fetches = s.get('fetches_ok', 0) + s.get('fetch_errors', 0)
+    values = max(s.get('values', 0), 1)
+    # The steady-state window is a fraction of the run: scale totals to it.
+    win = elapsed / (elapsed + 5)
+    cpu = cpu1 - cpu0
+    bcpu = bcpu1 - bcpu0
+    print('pgreaper core benchmark: %d sources x preset %s, intervals x%s, %.0f s measured '
+          '(exit %s)' % (a.sources, a.preset, a.interval_scale, elapsed, rc))
+    rows = [
+        ('threads', '%d' % threads),
+        ('connections to the server', '%d' % len(backends)),
+        ('RSS (smaps_rollup Rss)', '%.1f MiB' % (sm.get('Rss', 0) / 1024)),
+        ('anonymous memory (Anonymous)', '%.1f MiB' % (sm.get('Anonymous', 0) / 1024)),
+        ('peak RSS (VmHWM)', '%.1f MiB' % (hwm / 1024)),
+        ('ticks / pipelines / skipped ticks', '%d / %d / %d' % (
+            s.get('ticks', 0), s.get('pipelines', 0), s.get('skipped_ticks', 0))),
+        ('pipelines per tick', '%.2f' % (s.get('pipelines', 0) / ticks)),
+        ('fetches (ok / failed)', '%d / %d' % (s.get('fetches_ok', 0), s.get('fetch_errors', 0))),
+        ('rows / values', '%d / %d' % (s.get('rows', 0), s.get('values', 0))),
+        ('pgreaper CPU in window', '%.3f s (%.3f %% of one core)' % (cpu, 100 * cpu / elapsed)),
+        ('pgreaper CPU per tick', '%.1f us' % (1e6 * cpu / (ticks * win))),
+        ('pgreaper CPU per 1,000 fetches', '%.1f ms' % (1e3 * cpu / max(fetches * win, 1) * 1000)),
+        ('backend CPU for the same queries', '%.3f s' % bcpu),
+        ('pgreaper CPU / backend CPU', '%.1f %%' % (100 * cpu / bcpu if bcpu else float('nan'))),
+        ('malloc calls in window (steady state)', '%d' % (m1[0] - m0[0])),
+        ('malloc calls per result value', '%.3f' % ((m1[0] - m0[0]) / (values * win))),
+        ('malloc calls per query', '%.1f' % ((m1[0] - m0[0]) / max(fetches * win, 1))),
+        ('bytes allocated per minute', '%.1f MiB' % ((m1[1] - m0[1]) / elapsed * 60 / 2**20)),
+        ('tick lateness p50 / p99', '<= %d ms / <= %d ms' % (
+            percentile(hist, 0.5), percentile(hist, 0.99))),
+    ]
+    w = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print('  %-*s  %s' % (w, k, v))
+
+
+if __name__ == '__main__':
+    main()

@@ -21,13 +21,22 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'tests', 'lib'))
 from pgharness import Postgres, Reaper, backend_pids  # noqa: E402
 
-TICK = os.sysconf('SC_CLK_TCK')
-
 
 def proc_cpu(pid):
+    """CPU seconds of a process, user + system, with nanosecond resolution."""
+    total = 0
+    for tid in os.listdir('/proc/%d/task' % pid):
+        with open('/proc/%d/task/%s/schedstat' % (pid, tid)) as f:
+            total += int(f.read().split()[0])
+    return total / 1e9
+
+
+def proc_user_sys(pid):
+    """(user, system) CPU seconds from /proc/PID/stat (clock-tick resolution)."""
     with open('/proc/%d/stat' % pid) as f:
         fields = f.read().rsplit(')', 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+    tick = os.sysconf('SC_CLK_TCK')
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def proc_status(pid, key):
@@ -90,13 +99,25 @@ def main():
     ap.add_argument('--tables', type=int, default=30, help='user tables per database')
     ap.add_argument('--binary', default=os.path.join(HERE, '..', 'build', 'pgreaper'))
     ap.add_argument('--preset', default='standard')
+    ap.add_argument('--tcp', action='store_true', help='connect over TCP on 127.0.0.1')
+    ap.add_argument('--extra', default='', help='extra pgreaper flags, space-separated')
     ap.add_argument('--interval-scale', default='0.0167',
                     help='60 s -> 1 s, 300 s -> 5 s (settings: 2 h -> 120 s)')
     a = ap.parse_args()
     shim = os.path.join(os.path.dirname(a.binary), 'bench', 'malloc_count.so')
 
-    pg = Postgres('bench', {'max_connections': str(max(100, a.sources + 20)),
-                            'track_io_timing': 'on'})
+    conf = {'max_connections': str(max(100, a.sources + 20)), 'track_io_timing': 'on'}
+    port = 5432
+    if a.tcp:
+        import socket
+        with socket.socket() as sk:
+            sk.bind(('127.0.0.1', 0))
+            port = sk.getsockname()[1]
+        conf.update({'listen_addresses': "'127.0.0.1'", 'port': str(port)})
+    pg = Postgres('bench', conf)
+    if a.tcp:
+        pg.conn_str = lambda db='postgres': ('host=127.0.0.1 port=%d user=postgres dbname=%s'
+                                             % (port, db))
     setup_databases(pg, a.sources, a.tables)
     sources = ''.join('- name: bench%d\n  conn_str: %s\n  preset_metrics: %s\n' %
                       (i + 1, pg.conn_str('bench%d' % (i + 1)), a.preset)
@@ -106,7 +127,8 @@ def main():
     if os.path.exists(shim):
         env = {'LD_PRELOAD': shim, 'RP_MALLOC_COUNT_FILE': count_file}
     r = Reaper(a.binary, sources, args=['--interval-scale', a.interval_scale,
-                                        '--sink', 'jsonfile:///dev/null'], env=env)
+                                        '--sink', 'jsonfile:///dev/null'] + a.extra.split(),
+               env=env)
     r.out = '/dev/null'
     r.start()
     pid = r.proc.pid
@@ -116,11 +138,13 @@ def main():
     time.sleep(5)  # warm-up: prepared statements, first rare metrics, libpq buffers
     backends = backend_pids(pg)
     cpu0, bcpu0 = proc_cpu(pid), sum(proc_cpu(b) for b in backends)
+    us0 = proc_user_sys(pid)
     m0 = malloc_counts(count_file) if env else (0, 0)
     t0 = time.time()
     time.sleep(a.duration)
     elapsed = time.time() - t0
     cpu1, bcpu1 = proc_cpu(pid), sum(proc_cpu(b) for b in backends)
+    us1 = proc_user_sys(pid)
     m1 = malloc_counts(count_file) if env else (0, 0)
     threads, sm = proc_status(pid, 'Threads'), smaps(pid)
     hwm = proc_status(pid, 'VmHWM')
@@ -134,8 +158,10 @@ def main():
     win = elapsed / (elapsed + 5)
     cpu = cpu1 - cpu0
     bcpu = bcpu1 - bcpu0
-    print('pgreaper core benchmark: %d sources x preset %s, intervals x%s, %.0f s measured '
-          '(exit %s)' % (a.sources, a.preset, a.interval_scale, elapsed, rc))
+    print('pgreaper core benchmark: %d sources x preset %s, intervals x%s, %.0f s measured, '
+          '%s %s(exit %s)' % (a.sources, a.preset, a.interval_scale, elapsed,
+                             'TCP' if a.tcp else 'unix socket', a.extra + ' ' if a.extra else '',
+                             rc))
     rows = [
         ('threads', '%d' % threads),
         ('connections to the server', '%d' % len(backends)),
@@ -148,6 +174,7 @@ def main():
         ('fetches (ok / failed)', '%d / %d' % (s.get('fetches_ok', 0), s.get('fetch_errors', 0))),
         ('rows / values', '%d / %d' % (s.get('rows', 0), s.get('values', 0))),
         ('pgreaper CPU in window', '%.3f s (%.3f %% of one core)' % (cpu, 100 * cpu / elapsed)),
+        ('  of which user / system', '%.2f s / %.2f s' % (us1[0] - us0[0], us1[1] - us0[1])),
         ('pgreaper CPU per tick', '%.1f us' % (1e6 * cpu / (ticks * win))),
         ('pgreaper CPU per 1,000 fetches', '%.1f ms' % (1e3 * cpu / max(fetches * win, 1) * 1000)),
         ('backend CPU for the same queries', '%.3f s' % bcpu),

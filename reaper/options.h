@@ -26,6 +26,7 @@ typedef struct rp_options {
     int shutdown_timeout_s;
     double interval_scale;
     bool no_prepared;
+    bool no_tcp_cork;
     bool allow_unknown_keys;
     bool check;
     bool help;

@@ -40,9 +40,9 @@ typedef struct rp_reaper {
     size_t live;
     uv_signal_t sig_hup, sig_term, sig_int;
     uv_timer_t refresh;
-    uv_prepare_t flusher;
+    uv_prepare_t sink_check;
     bool shutting_down;
-    bool sink_failing;
+    uint64_t sink_errors_seen;
     rp_source_stats totals; /* of sources that were stopped */
 } rp_reaper;
 
@@ -285,19 +285,20 @@ static void reload(rp_reaper *r, const char *why)
  *-------------------------------------------------------------------------
  */
 
-static void on_flush(uv_prepare_t *h)
+/* Once per loop iteration: report sinks starting or stopping to fail (transitions only). */
+static void on_sink_check(uv_prepare_t *h)
 {
     rp_reaper *r = h->data;
-    int rc = rp_sinks_flush(&r->sinks);
-    if (rc < 0 && !r->sink_failing) {
-        for (size_t i = 0; i < r->sinks.n; i++) {
-            if (r->sinks.v[i]->last_error[0])
-                rp_log_error("%s", r->sinks.v[i]->last_error);
-        }
-    } else if (rc == 0 && r->sink_failing) {
-        rp_log_info("writing to sinks works again");
+    uint64_t errors = 0;
+    for (size_t i = 0; i < r->sinks.n; i++)
+        errors += r->sinks.v[i]->stats.write_errors;
+    if (errors == r->sink_errors_seen)
+        return;
+    for (size_t i = 0; i < r->sinks.n; i++) {
+        if (r->sinks.v[i]->last_error[0])
+            rp_log_error("%s", r->sinks.v[i]->last_error);
     }
-    r->sink_failing = rc < 0;
+    r->sink_errors_seen = errors;
 }
 
 static void on_refresh(uv_timer_t *t)
@@ -369,7 +370,7 @@ static void on_sinks_closed(void *arg)
     uv_close((uv_handle_t *)&r->sig_term, NULL);
     uv_close((uv_handle_t *)&r->sig_int, NULL);
     uv_close((uv_handle_t *)&r->refresh, NULL);
-    uv_close((uv_handle_t *)&r->flusher, NULL);
+    uv_close((uv_handle_t *)&r->sink_check, NULL);
 }
 
 static void shutdown_finish(rp_reaper *r)
@@ -399,6 +400,7 @@ static int init_loop(rp_reaper *r)
     r->sopts.runtime_refresh_ms = 60000;
     r->sopts.interval_scale = r->opts->interval_scale;
     r->sopts.no_prepared = r->opts->no_prepared;
+    r->sopts.tcp_cork = !r->opts->no_tcp_cork;
     r->sopts.libpq_trace_dir = r->opts->libpq_trace;
     r->sopts.retired = &r->totals;
     uv_signal_init(&r->loop, &r->sig_hup);
@@ -413,9 +415,9 @@ static int init_loop(rp_reaper *r)
     if (r->opts->refresh_s > 0)
         uv_timer_start(&r->refresh, on_refresh, (uint64_t)r->opts->refresh_s * 1000,
                        (uint64_t)r->opts->refresh_s * 1000);
-    uv_prepare_init(&r->loop, &r->flusher);
-    r->flusher.data = r;
-    uv_prepare_start(&r->flusher, on_flush);
+    uv_prepare_init(&r->loop, &r->sink_check);
+    r->sink_check.data = r;
+    uv_prepare_start(&r->sink_check, on_sink_check);
     return 0;
 }
 
@@ -441,7 +443,8 @@ int rp_reaper_run(const rp_options *o)
     if (init_loop(&r) < 0) {
         rp_catalog_unref(cat);
         rp_source_set_free(set);
-        uv_loop_close(&r.loop);
+        uv_run(&r.loop, UV_RUN_DEFAULT); /* completes the closes of sinks opened so far */
+        (void)uv_loop_close(&r.loop);
         return 1;
     }
     rp_log_info("pgreaper %s starting: %zu sources configured, %zu metrics, %zu presets",

@@ -833,7 +833,7 @@ static int send_metric(rp_source *src, size_t idx)
 
 static void cork(rp_source *src, int on)
 {
-    if (src->is_tcp)
+    if (src->is_tcp && src->opts->tcp_cork)
         (void)setsockopt(PQsocket(src->conn), IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
 }
 
@@ -867,7 +867,14 @@ static void send_pipeline(rp_source *src, const size_t *due, size_t ndue, bool r
     src->stats.pipelines++;
     /* The server enforces statement_timeout; this client deadline only catches a dead peer. */
     arm_deadline(src, (uint64_t)(max_timeout > 0 ? max_timeout : 60000) + BATCH_GRACE_MS);
-    if (watch(src, UV_READABLE | UV_WRITABLE) < 0)
+    /* Usually everything went out with the syncs: then the socket stays watched for
+     * reading only, as in READY, and no epoll change is needed for this tick. */
+    int f = PQflush(src->conn);
+    if (f < 0) {
+        enter_backoff(src, conn_error(src));
+        return;
+    }
+    if (watch(src, f == 1 ? UV_READABLE | UV_WRITABLE : UV_READABLE) < 0)
         enter_backoff(src, "could not watch the connection's socket");
 }
 

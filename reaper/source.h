@@ -31,6 +31,7 @@ typedef struct rp_source_opts {
     int runtime_refresh_ms;          /* how often role and version are re-read */
     double interval_scale;           /* multiplies every metric interval */
     bool no_prepared;                /* global --no-prepared */
+    bool tcp_cork;                   /* hold TCP_CORK while writing a pipeline (TCP sockets) */
     const char *libpq_trace_dir;     /* NULL, or a folder for one libpq trace file per source */
     struct rp_source_stats *retired; /* NULL, or where a source adds its counters when freed */
 } rp_source_opts;

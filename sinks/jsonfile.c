@@ -2,7 +2,8 @@
  *
  * The jsonfile sink: one JSON object per (source, metric) batch per line, appended to a
  * file or written to stdout. Lines are built straight into one output buffer (no
- * per-value objects) and written on flush, or earlier when the buffer passes 1 MiB.
+ * per-value objects) and written one second after the first buffered line, or at once
+ * when the buffer passes 1 MiB: one write(2) per second instead of one per result.
  *
  *   {"dbname":"db1","metric":"db_stats","time":"2026-11-22T10:00:00.000000000Z",
  *    "custom_tags":{"env":"prod"},"data":[{"epoch_ns":...,"numbackends":3,...}]}
@@ -17,7 +18,8 @@
 #include "reaper/mem.h"
 #include "sinks/sink.h"
 
-#define FLUSH_AT (1u << 20)
+#define FLUSH_AT       (1u << 20)
+#define WRITE_DELAY_MS 1000
 
 typedef struct jsonfile_sink {
     rp_sink base;
@@ -25,6 +27,9 @@ typedef struct jsonfile_sink {
     bool own_fd;
     rp_buf out;
     uint64_t buffered_rows;
+    uv_timer_t timer; /* writes the buffer WRITE_DELAY_MS after it became non-empty */
+    rp_sink_closed_cb closed_cb;
+    void *closed_arg;
     rp_buf keys;     /* the current batch's column names, escaped, each followed by ':' */
     size_t *key_off; /* ncols + 1 offsets into keys */
     size_t key_cap;
@@ -54,6 +59,8 @@ static int jf_open(const char *uri, uv_loop_t *loop, rp_sink **out, char *err, s
         }
     }
     jsonfile_sink *s = rp_calloc(1, sizeof(*s));
+    uv_timer_init(loop, &s->timer);
+    s->timer.data = s;
     s->base.ops = &rp_sink_jsonfile_ops;
     s->base.uri = rp_strdup(uri);
     s->fd = fd;
@@ -118,6 +125,7 @@ static int jf_flush(rp_sink *base)
             base->stats.bytes += off;
             s->buffered_rows = 0;
             rp_buf_reset(&s->out);
+            uv_timer_stop(&s->timer);
             return -e;
         }
         off += (size_t)w;
@@ -126,13 +134,22 @@ static int jf_flush(rp_sink *base)
     base->stats.rows_written += s->buffered_rows;
     s->buffered_rows = 0;
     rp_buf_reset(&s->out);
+    uv_timer_stop(&s->timer);
     return 0;
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    jsonfile_sink *s = t->data;
+    (void)jf_flush(&s->base);
 }
 
 static void jf_write_batch(rp_sink *base, const rp_batch *batch)
 {
     jsonfile_sink *s = (jsonfile_sink *)base;
     rp_buf *b = &s->out;
+    if (b->len == 0)
+        uv_timer_start(&s->timer, on_timer, WRITE_DELAY_MS, 0);
     rp_buf_puts(b, "{\"dbname\":");
     rp_buf_json_str(b, batch->source, strlen(batch->source));
     rp_buf_puts(b, ",\"metric\":");
@@ -163,19 +180,29 @@ static void jf_write_batch(rp_sink *base, const rp_batch *batch)
         (void)jf_flush(base);
 }
 
+static void on_closed(uv_handle_t *h)
+{
+    jsonfile_sink *s = h->data;
+    rp_sink_closed_cb cb = s->closed_cb;
+    void *arg = s->closed_arg;
+    rp_buf_fini(&s->out);
+    rp_buf_fini(&s->keys);
+    rp_free(s->key_off);
+    rp_free(s->base.uri);
+    rp_free(s);
+    if (cb)
+        cb(arg);
+}
+
 static void jf_close(rp_sink *base, rp_sink_closed_cb cb, void *arg)
 {
     jsonfile_sink *s = (jsonfile_sink *)base;
     (void)jf_flush(base);
     if (s->own_fd)
         close(s->fd);
-    rp_buf_fini(&s->out);
-    rp_buf_fini(&s->keys);
-    rp_free(s->key_off);
-    rp_free(base->uri);
-    rp_free(s);
-    if (cb)
-        cb(arg);
+    s->closed_cb = cb;
+    s->closed_arg = arg;
+    uv_close((uv_handle_t *)&s->timer, on_closed);
 }
 
 const rp_sink_ops rp_sink_jsonfile_ops = {

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: PostgreSQL
  *
- * The sink interface. A sink receives batches on the loop thread, may buffer them, and
- * writes them out on flush. write_batch must copy whatever it keeps: the batch and the
- * PGresult behind it are freed when it returns. Sinks never log; they count and return
- * negative errno codes, and the reaper reports transitions.
+ * The sink interface. A sink receives batches on the loop thread, buffers them and
+ * writes them out on its own schedule (its timers live on the same loop); flush writes
+ * everything now. write_batch must copy whatever it keeps: the batch and the PGresult
+ * behind it are freed when it returns. Sinks never log; they count (write_errors,
+ * rows_dropped), keep last_error, and the reaper reports transitions.
  *
  * rp_sinks is the fan-out over every --sink given.
  */
@@ -35,7 +36,7 @@ typedef struct rp_sink_ops {
     /* Open a sink for uri on loop. 0, or negative errno with a message in err. */
     int (*open)(const char *uri, uv_loop_t *loop, rp_sink **out, char *err, size_t errlen);
     void (*write_batch)(rp_sink *sink, const rp_batch *batch);
-    /* Write out what is buffered. 0 or negative errno (message in sink->last_error). */
+    /* Write out everything buffered now. 0 or negative errno (message in last_error). */
     int (*flush)(rp_sink *sink);
     /* Flush, release everything and call cb (possibly before returning). */
     void (*close)(rp_sink *sink, rp_sink_closed_cb cb, void *arg);
@@ -64,7 +65,7 @@ RP_NODISCARD int rp_sinks_open(rp_sinks *s, const char *const *uris, size_t n, u
 /* Check that uri names a known sink without opening it: 0 or -EINVAL with err filled. */
 RP_NODISCARD int rp_sinks_check_uri(const char *uri, char *err, size_t errlen);
 void rp_sinks_write(rp_sinks *s, const rp_batch *batch);
-/* Flush every sink; returns the first error (all sinks are flushed regardless). */
+/* Flush every sink now; returns the first error (all sinks are flushed regardless). */
 int rp_sinks_flush(rp_sinks *s);
 /* Close all sinks; cb runs when the last one is closed. */
 void rp_sinks_close(rp_sinks *s, rp_sink_closed_cb cb, void *arg);

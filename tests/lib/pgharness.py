@@ -19,6 +19,16 @@ import time
 PG_BIN = os.environ.get('RP_PG_BIN', '/usr/lib/postgresql/15/bin')
 
 
+def _exit_on_signal(signum, frame):
+    # meson stops a test that times out with SIGTERM: exit through atexit so the
+    # throwaway server and pgreaper are stopped too.
+    sys.exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _exit_on_signal)
+signal.signal(signal.SIGINT, _exit_on_signal)
+
+
 class Tap:
     """Minimal TAP output."""
 
@@ -79,6 +89,7 @@ class Postgres:
             'shared_buffers': '32MB',
         }
         conf.update(extra_conf or {})
+        self.port = int(conf.get('port', 5432))
         with open(os.path.join(self.data, 'postgresql.auto.conf'), 'a') as f:
             for k, v in conf.items():
                 f.write('%s = %s\n' % (k, v))
@@ -110,14 +121,15 @@ class Postgres:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def conn_str(self, db='postgres', **extra):
-        s = 'host=%s port=5432 user=postgres dbname=%s' % (self.sock, db)
+        s = 'host=%s port=%d user=postgres dbname=%s' % (self.sock, self.port, db)
         for k, v in extra.items():
             s += ' %s=%s' % (k, v)
         return s
 
     def psql(self, sql, db='postgres', check=True):
         r = subprocess.run(['psql', '-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1',
-                            '-h', self.sock, '-U', 'postgres', '-d', db, '-c', sql],
+                            '-h', self.sock, '-p', str(self.port), '-U', 'postgres', '-d', db,
+                            '-c', sql],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if check and r.returncode != 0:
             raise RuntimeError('psql failed: %s' % r.stderr)

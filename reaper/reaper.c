@@ -42,7 +42,6 @@ typedef struct rp_reaper {
     uv_timer_t refresh;
     uv_prepare_t sink_check;
     bool shutting_down;
-    uint64_t sink_errors_seen;
     rp_source_stats totals; /* of sources that were stopped */
 } rp_reaper;
 
@@ -285,20 +284,25 @@ static void reload(rp_reaper *r, const char *why)
  *-------------------------------------------------------------------------
  */
 
-/* Once per loop iteration: report sinks starting or stopping to fail (transitions only). */
+/* Once per loop iteration: log a sink starting or stopping to fail (transitions only). */
 static void on_sink_check(uv_prepare_t *h)
 {
     rp_reaper *r = h->data;
-    uint64_t errors = 0;
-    for (size_t i = 0; i < r->sinks.n; i++)
-        errors += r->sinks.v[i]->stats.write_errors;
-    if (errors == r->sink_errors_seen)
-        return;
     for (size_t i = 0; i < r->sinks.n; i++) {
-        if (r->sinks.v[i]->last_error[0])
-            rp_log_error("%s", r->sinks.v[i]->last_error);
+        rp_sink *k = r->sinks.v[i];
+        if (k->failing == k->failing_reported)
+            continue;
+        if (k->failing) {
+            rp_log_error("%s", k->last_error);
+            k->dropped_at_failure = k->stats.rows_dropped;
+        } else {
+            rp_log_info("sink \"%s\" works again; %llu rows could not be written while it "
+                        "failed",
+                        k->uri,
+                        (unsigned long long)(k->stats.rows_dropped - k->dropped_at_failure));
+        }
+        k->failing_reported = k->failing;
     }
-    r->sink_errors_seen = errors;
 }
 
 static void on_refresh(uv_timer_t *t)

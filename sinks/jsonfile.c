@@ -111,6 +111,8 @@ static void put_row(jsonfile_sink *s, const rp_batch *batch, size_t row)
 static int jf_flush(rp_sink *base)
 {
     jsonfile_sink *s = (jsonfile_sink *)base;
+    if (s->out.len == 0)
+        return 0; /* nothing attempted: the failing state stays as it is */
     size_t off = 0;
     while (off < s->out.len) {
         ssize_t w = write(s->fd, s->out.data + off, s->out.len - off);
@@ -121,6 +123,7 @@ static int jf_flush(rp_sink *base)
             snprintf(base->last_error, sizeof(base->last_error), "could not write to \"%s\": %s",
                      base->uri, strerror(e));
             base->stats.write_errors++;
+            base->failing = true;
             base->stats.rows_dropped += s->buffered_rows;
             base->stats.bytes += off;
             s->buffered_rows = 0;
@@ -130,6 +133,7 @@ static int jf_flush(rp_sink *base)
         }
         off += (size_t)w;
     }
+    base->failing = false;
     base->stats.bytes += off;
     base->stats.rows_written += s->buffered_rows;
     s->buffered_rows = 0;

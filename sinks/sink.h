@@ -11,6 +11,7 @@
 #ifndef RP_SINKS_SINK_H
 #define RP_SINKS_SINK_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <uv.h>
@@ -48,6 +49,10 @@ struct rp_sink {
     char *uri; /* owned, for messages (never holds a password: see rp_connstr_mask) */
     rp_sink_stats stats;
     char last_error[256];
+    bool failing; /* set by the sink: its last write attempt failed */
+    /* owned by the reaper, for logging transitions only */
+    bool failing_reported;
+    uint64_t dropped_at_failure;
 };
 
 typedef struct rp_sinks {

@@ -19,14 +19,17 @@ metrics:
   instance_up:
     sqls:
       10: select 1 as instance_up
+  huge:
+    sqls:
+      10: select g as n, repeat('x', 100) as pad from generate_series(1, 100000) g
 '''
 
 SOURCES = '''
 - name: up
   conn_str: {conn}
-  custom_metrics: {{tick: 1, slow: 5, instance_up: 1}}
+  custom_metrics: {{tick: 1, slow: 5, instance_up: 1, huge: 3600}}
 - name: down
-  conn_str: host={root}/nowhere port=5432 user=postgres dbname=postgres
+  conn_str: host={root}/nowhere port=5432 user=postgres password=hunter2 dbname=postgres
   custom_metrics: {{tick: 1}}
 '''
 
@@ -56,6 +59,13 @@ def main():
     t.ok(len(downs) >= 2 and all(v == 0 for _, v in downs), 'instance_up 0 per failed attempt',
          downs)
     t.is_(len(r.batches('tick', 'down')), 0, 'nothing collected from the down source')
+    t.ok('password=****' in log and 'hunter2' not in log, 'the password is masked in the log',
+         log)
+
+    # A huge result (100,000 rows, ~12 MB of JSON) is stored whole; the rest goes on.
+    huge = r.batches('huge', 'up')
+    t.ok(len(huge) == 1 and len(huge[0]['data']) == 100000, 'huge result stored whole')
+    t.ok(huge and huge[0]['data'][-1] == {'n': 100000, 'pad': 'x' * 100}, 'last row intact')
 
     # A metric slower than its statement_timeout: fails alone.
     t.ok('canceling statement due to statement timeout' in log, 'slow metric cancelled by '

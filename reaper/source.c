@@ -64,6 +64,7 @@ typedef enum item_kind {
     ITEM_PREPARE,
     ITEM_QUERY,
     ITEM_RUNTIME,
+    ITEM_DEALLOCATE,
     ITEM_SYNC,
 } item_kind;
 
@@ -134,6 +135,8 @@ struct rp_source {
     size_t nitems, cap_items, cur_item;
     int cur_timeout_ms; /* statement_timeout on the connection; -1 unknown */
     unsigned stmt_gen;
+    char (*stale)[24]; /* prepared statements to DEALLOCATE in the next pipeline */
+    size_t nstale, cap_stale;
     int null_streak;
     bool standby_blocked_logged;
 
@@ -323,6 +326,7 @@ static void disconnect(rp_source *src)
         src->slots[i].prepared = false;
     src->cur_timeout_ms = -1;
     src->nitems = src->cur_item = 0;
+    src->nstale = 0; /* the server forgot them with the connection */
 }
 
 /*-------------------------------------------------------------------------
@@ -391,6 +395,26 @@ static const slot *find_slot(const slot *v, size_t n, const char *name)
     return NULL;
 }
 
+static void add_stale(rp_source *src, const char *name)
+{
+    rp_grow((void **)&src->stale, &src->cap_stale, src->nstale + 1, sizeof(*src->stale));
+    snprintf(src->stale[src->nstale++], sizeof(*src->stale), "%s", name);
+}
+
+/* Prepared statements of the old slots that no new slot uses any more. */
+static void collect_stale(rp_source *src, const slot *old, size_t nold)
+{
+    for (size_t i = 0; i < nold; i++) {
+        if (!old[i].prepared)
+            continue;
+        bool used = false;
+        for (size_t j = 0; j < src->nslots && !used; j++)
+            used = src->slots[j].prepared && strcmp(src->slots[j].stmt_name, old[i].stmt_name) == 0;
+        if (!used)
+            add_stale(src, old[i].stmt_name);
+    }
+}
+
 /* Recompute the slots from def, cat and the server's role; keeps prepared statements
  * whose SQL did not change and the deadlines of metrics whose interval did not change.
  * Returns whether the set of metrics, an interval or an SQL text changed. */
@@ -426,6 +450,7 @@ static bool rebuild_plan(rp_source *src)
                  n);
     rp_free(keys);
     rp_free(ivs);
+    collect_stale(src, old, nold);
     rp_free(old);
     rp_free(plan);
     rp_free(src->due);
@@ -831,6 +856,19 @@ static int send_metric(rp_source *src, size_t idx)
     return send_sync(src);
 }
 
+static int send_deallocations(rp_source *src)
+{
+    for (size_t i = 0; i < src->nstale; i++) {
+        char sql[48]; /* our own statement names: rp_<number> */
+        snprintf(sql, sizeof(sql), "DEALLOCATE %s", src->stale[i]);
+        add_item(src, ITEM_DEALLOCATE, -1);
+        if (!PQsendQueryParams(src->conn, sql, 0, NULL, NULL, NULL, NULL, 0) || send_sync(src) < 0)
+            return -EIO;
+    }
+    src->nstale = 0;
+    return 0;
+}
+
 static void cork(rp_source *src, int on)
 {
     if (src->is_tcp && src->opts->tcp_cork)
@@ -854,6 +892,7 @@ static void send_pipeline(rp_source *src, const size_t *due, size_t ndue, bool r
             rc = -EIO;
         src->runtime_due = now_ms(src) + (uint64_t)src->opts->runtime_refresh_ms;
     }
+    rc = rc < 0 ? rc : send_deallocations(src);
     for (size_t i = 0; rc == 0 && i < ndue; i++) {
         rc = send_metric(src, due[i]);
         int t = metric_timeout_ms(src, &src->slots[due[i]]);
@@ -980,6 +1019,7 @@ static void item_result(rp_source *src, const item *it, PGresult *res)
         else if (st != PGRES_PIPELINE_ABORTED)
             metric_failed(src, sl, res);
         break;
+    case ITEM_DEALLOCATE: /* nothing to do on failure: the name is never reused */
     case ITEM_SYNC:
         break;
     }
@@ -1272,6 +1312,7 @@ static void free_source(rp_source *src)
     rp_free(src->slots);
     rp_free(src->due);
     rp_free(src->items);
+    rp_free(src->stale);
     rp_free(src->masked_conn);
     rp_catalog_unref(src->cat);
     rp_source_def_fini(&src->def);

@@ -47,7 +47,10 @@ def main():
     t = Tap()
     pg = Postgres('reload')
     conn = pg.conn_str()
-    r = Reaper(sys.argv[1], ONE.format(conn=conn), METRICS).start()
+    trace_dir = os.path.join(pg.root, 'trace')
+    os.mkdir(trace_dir)
+    r = Reaper(sys.argv[1], ONE.format(conn=conn), METRICS,
+               args=['--libpq-trace', trace_dir]).start()
     t.ok(r.wait_batches('tick', 'a', 2), 'source a collects', r.log())
     pid_a = backend_pids(pg)
 
@@ -79,6 +82,21 @@ def main():
     t.ok(pid_a[0] in pids and len(pids) == 2, 'a kept its connection, b has its own', pids)
     a_pid_in_rows = r.batches('tick', 'a')[-1]['data'][0]['pid']
     t.is_(a_pid_in_rows, pid_a[0], "a's rows come from the same backend as before")
+
+    # Change a metric's SQL: the new text runs on the same connection, and the old
+    # prepared statement is deallocated instead of staying on the server.
+    with open(r.metrics, 'w') as f:
+        f.write(METRICS.replace('select 42 as answer', 'select 43 as answer'))
+    r.send(signal.SIGHUP)
+    deadline = time.time() + 10
+    while time.time() < deadline and r.batches('other', 'a')[-1]['data'][0]['answer'] != 43:
+        time.sleep(0.2)
+    t.is_(r.batches('other', 'a')[-1]['data'][0]['answer'], 43, 'changed SQL runs after reload')
+    t.ok('source=a: metrics updated' in r.log(), 'the change is logged', r.log())
+    t.ok(pid_a[0] in backend_pids(pg), 'on the same connection')
+    with open(os.path.join(trace_dir, 'a.trace')) as f:
+        trace = f.read()
+    t.ok('DEALLOCATE rp_' in trace, 'the replaced prepared statement is deallocated')
 
     # Remove b: it stops and its connection closes.
     r.write_sources(ONE.format(conn=conn))

@@ -65,7 +65,7 @@ def skip_all(reason):
 class Postgres:
     """A throwaway cluster: initdb, start, stop, restart, psql."""
 
-    def __init__(self, name='pg', extra_conf=None):
+    def __init__(self, name='pg', extra_conf=None, standby_of=None):
         if not os.path.exists(os.path.join(PG_BIN, 'initdb')):
             skip_all('PostgreSQL server binaries not found in %s' % PG_BIN)
         self.root = tempfile.mkdtemp(prefix='rp-%s-' % name)
@@ -79,8 +79,14 @@ class Postgres:
             pw = pwd.getpwnam('postgres')
             for p in (self.root, self.sock):
                 os.chown(p, pw.pw_uid, pw.pw_gid)
-        self._run(['initdb', '-D', self.data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8',
-                   '--no-sync', '--locale=C'])
+        if standby_of is None:
+            self._run(['initdb', '-D', self.data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8',
+                       '--no-sync', '--locale=C'])
+        else:
+            # A streaming standby: base backup with primary_conninfo and standby.signal.
+            self._run(['pg_basebackup', '-D', self.data, '-h', standby_of.sock,
+                       '-p', str(standby_of.port), '-U', 'postgres', '-R', '-X', 'stream',
+                       '--no-sync'])
         conf = {
             'listen_addresses': "''",
             'unix_socket_directories': "'%s'" % self.sock,

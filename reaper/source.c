@@ -81,7 +81,8 @@ typedef struct slot {
     char stmt_name[24];
     bool prepared;
     bool no_sql_logged;
-    bool failing; /* last run failed (for transition logging) */
+    bool failing;        /* last run failed (for transition logging) */
+    bool is_instance_up; /* produced by pgreaper itself, no SQL */
     uint64_t err_hash;
     uint64_t err_logged_at;
     int64_t fetch_time_ns;
@@ -369,9 +370,7 @@ static void choose_sql(rp_source *src, slot *sl)
         sl->sql = NULL;
         return;
     }
-    const char *sql = strcmp(sl->def->name, INSTANCE_UP_METRIC) == 0
-                          ? NULL
-                          : rp_metric_sql_for(sl->def, src->server_version);
+    const char *sql = sl->is_instance_up ? NULL : rp_metric_sql_for(sl->def, src->server_version);
     if (sl->sql && sql && strcmp(sl->sql, sql) == 0) {
         sl->sql = sql; /* same text: keep the prepared statement */
         return;
@@ -379,7 +378,7 @@ static void choose_sql(rp_source *src, slot *sl)
     sl->sql = sql;
     sl->prepared = false;
     snprintf(sl->stmt_name, sizeof(sl->stmt_name), "rp_%u", ++src->stmt_gen);
-    if (!sql && !sl->no_sql_logged && strcmp(sl->def->name, INSTANCE_UP_METRIC) != 0) {
+    if (!sql && !sl->no_sql_logged && !sl->is_instance_up) {
         rp_log_at(RP_LOG_WARN, src->def.name, sl->def->name, NULL,
                   "metric has no SQL for server version %d: skipped", src->server_version);
         sl->no_sql_logged = true;
@@ -441,6 +440,7 @@ static bool rebuild_plan(rp_source *src)
         changed = changed || !o || o->interval_s != plan[i].interval_s;
         sl->def = plan[i].def;
         sl->interval_s = plan[i].interval_s;
+        sl->is_instance_up = strcmp(sl->def->name, INSTANCE_UP_METRIC) == 0;
         choose_sql(src, sl);
         changed = changed || (old_sql && sl->sql && strcmp(old_sql, sl->sql) != 0);
         keys[i] = sl->def->name;
@@ -1163,7 +1163,7 @@ static size_t filter_due(rp_source *src, size_t ndue)
     size_t k = 0;
     for (size_t i = 0; i < ndue; i++) {
         slot *sl = &src->slots[src->due[i]];
-        if (strcmp(sl->def->name, INSTANCE_UP_METRIC) == 0)
+        if (sl->is_instance_up)
             emit_instance_up(src, true);
         else if (sl->sql)
             src->due[k++] = src->due[i];

@@ -33,6 +33,9 @@ typedef struct jsonfile_sink {
     rp_buf keys;     /* the current batch's column names, escaped, each followed by ':' */
     size_t *key_off; /* ncols + 1 offsets into keys */
     size_t key_cap;
+    time_t time_sec; /* the second time_text holds */
+    char time_text[32];
+    size_t time_len;
 } jsonfile_sink;
 
 static int jf_open(const char *uri, uv_loop_t *loop, rp_sink **out, char *err, size_t errlen)
@@ -69,17 +72,21 @@ static int jf_open(const char *uri, uv_loop_t *loop, rp_sink **out, char *err, s
     return 0;
 }
 
-static void put_time(rp_buf *b, int64_t ns)
+/* RFC 3339 with nanoseconds; the date-time part is formatted once per second. */
+static void put_time(jsonfile_sink *s, int64_t ns)
 {
     time_t sec = (time_t)(ns / 1000000000);
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    char ts[64];
-    size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + n, sizeof(ts) - n, ".%09dZ", (int)(ns % 1000000000));
-    rp_buf_putc(b, '"');
-    rp_buf_puts(b, ts);
-    rp_buf_putc(b, '"');
+    if (sec != s->time_sec || s->time_len == 0) {
+        struct tm tm;
+        gmtime_r(&sec, &tm);
+        s->time_len = strftime(s->time_text, sizeof(s->time_text), "%Y-%m-%dT%H:%M:%S", &tm);
+        s->time_sec = sec;
+    }
+    char frac[16];
+    int n = snprintf(frac, sizeof(frac), ".%09dZ\"", (int)(ns % 1000000000));
+    rp_buf_putc(&s->out, '"');
+    rp_buf_append(&s->out, s->time_text, s->time_len);
+    rp_buf_append(&s->out, frac, (size_t)n);
 }
 
 /* Escape the column names once per batch rather than once per row. */
@@ -159,7 +166,7 @@ static void jf_write_batch(rp_sink *base, const rp_batch *batch)
     rp_buf_puts(b, ",\"metric\":");
     rp_buf_json_str(b, batch->storage, strlen(batch->storage));
     rp_buf_puts(b, ",\"time\":");
-    put_time(b, batch->fetch_time_ns);
+    put_time(s, batch->fetch_time_ns);
     rp_buf_puts(b, ",\"custom_tags\":{");
     for (size_t i = 0; i < batch->ncustom_tags; i++) {
         if (i)

@@ -29,6 +29,7 @@
 #include "reaper/connstr.h"
 #include "reaper/log.h"
 #include "reaper/mem.h"
+#include "reaper/pgconn.h"
 #include "reaper/scheduler.h"
 #include "sinks/sink.h"
 
@@ -95,12 +96,8 @@ struct rp_source {
     rp_catalog *cat;
     char *masked_conn; /* conn_str with passwords masked, for messages */
 
-    /* connection parameters from PQconninfoParse, and resolved addresses */
-    char **kw, **val;
-    size_t nkw;
-    char **hosts; /* host list entries (may be empty strings) */
-    char **addrs; /* resolved hostaddr per host ("" = use host) */
-    size_t nhosts;
+    rp_pgconn_params params; /* conn_str split up, with resolved addresses */
+    bool params_loaded;
     size_t resolve_idx;
     int resolve_status;
     bool resolving;
@@ -202,18 +199,10 @@ static uint64_t hash_str(const char *s)
     return h;
 }
 
-/* libpq error text without the trailing newline, into src->last_error. */
+/* libpq's error text (passwords scrubbed) into src->last_error. */
 static const char *conn_error(rp_source *src)
 {
-    rp_buf b = RP_BUF_INIT;
-    rp_connstr_scrub(src->def.conn_str, src->conn ? PQerrorMessage(src->conn) : "no connection",
-                     &b);
-    snprintf(src->last_error, sizeof(src->last_error), "%s", b.data ? b.data : "");
-    rp_buf_fini(&b);
-    size_t n = strlen(src->last_error);
-    while (n > 0 && (src->last_error[n - 1] == '\n' || src->last_error[n - 1] == ' '))
-        src->last_error[--n] = '\0';
-    return src->last_error;
+    return rp_pgconn_error(src->conn, src->def.conn_str, src->last_error, sizeof(src->last_error));
 }
 
 /*-------------------------------------------------------------------------
@@ -240,15 +229,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     rp_source *src = req->data;
     src->resolving = false;
     src->resolve_status = status;
-    if (status == 0 && res) {
-        char ip[INET6_ADDRSTRLEN] = "";
-        if (res->ai_family == AF_INET)
-            uv_ip4_name((struct sockaddr_in *)res->ai_addr, ip, sizeof(ip));
-        else if (res->ai_family == AF_INET6)
-            uv_ip6_name((struct sockaddr_in6 *)res->ai_addr, ip, sizeof(ip));
-        rp_free(src->addrs[src->resolve_idx]);
-        src->addrs[src->resolve_idx] = rp_strdup(ip);
-    }
+    if (status == 0)
+        rp_pgconn_set_addr(&src->params, src->resolve_idx, res);
     uv_freeaddrinfo(res);
     if (src->state == RP_SOURCE_CLOSING) {
         if (--src->pending_closes == 0)
@@ -466,117 +448,27 @@ static bool rebuild_plan(rp_source *src)
 
 int rp_source_check_conn_str(const char *conn_str, char *err, size_t errlen)
 {
-    char *msg = NULL;
-    PQconninfoOption *opts = PQconninfoParse(conn_str, &msg);
-    if (!opts) {
-        rp_buf b = RP_BUF_INIT;
-        rp_connstr_scrub(conn_str, msg ? msg : "out of memory", &b);
-        snprintf(err, errlen, "%s", b.data);
-        rp_buf_fini(&b);
-        size_t n = strlen(err);
-        while (n > 0 && err[n - 1] == '\n')
-            err[--n] = '\0';
-        PQfreemem(msg);
-        return -EINVAL;
-    }
-    PQconninfoFree(opts);
-    return 0;
-}
-
-static void free_params(rp_source *src)
-{
-    for (size_t i = 0; i < src->nkw; i++) {
-        rp_free(src->kw[i]);
-        rp_free(src->val[i]);
-    }
-    rp_free(src->kw);
-    rp_free(src->val);
-    for (size_t i = 0; i < src->nhosts; i++) {
-        rp_free(src->hosts[i]);
-        rp_free(src->addrs[i]);
-    }
-    rp_free(src->hosts);
-    rp_free(src->addrs);
-    src->kw = src->val = src->hosts = src->addrs = NULL;
-    src->nkw = src->nhosts = 0;
-}
-
-static const char *param(const rp_source *src, const char *key)
-{
-    for (size_t i = 0; i < src->nkw; i++) {
-        if (strcmp(src->kw[i], key) == 0)
-            return src->val[i];
-    }
-    return NULL;
-}
-
-static void split_hosts(rp_source *src, const char *host)
-{
-    const char *p = host ? host : "";
-    size_t cap = 0;
-    for (;;) {
-        size_t n = strcspn(p, ",");
-        rp_grow((void **)&src->hosts, &cap, src->nhosts + 1, sizeof(char *));
-        src->addrs = rp_reallocarray(src->addrs, cap, sizeof(char *));
-        src->hosts[src->nhosts] = rp_strndup(p, n);
-        src->addrs[src->nhosts] = rp_strdup("");
-        src->nhosts++;
-        if (p[n] == '\0')
-            break;
-        p += n + 1;
-    }
-}
-
-/* Parse the conn_str into keyword/value arrays (dropping empty values). */
-static int load_params(rp_source *src)
-{
-    free_params(src);
-    char *msg = NULL;
-    PQconninfoOption *opts = PQconninfoParse(src->def.conn_str, &msg);
-    if (!opts) {
-        rp_buf b = RP_BUF_INIT;
-        rp_connstr_scrub(src->def.conn_str, msg ? msg : "out of memory", &b);
-        snprintf(src->last_error, sizeof(src->last_error), "invalid conn_str: %s", b.data);
-        rp_buf_fini(&b);
-        PQfreemem(msg);
-        return -EINVAL;
-    }
-    size_t n = 0;
-    for (PQconninfoOption *o = opts; o->keyword; o++)
-        n++;
-    src->kw = rp_calloc(n + 3, sizeof(char *));
-    src->val = rp_calloc(n + 3, sizeof(char *));
-    for (PQconninfoOption *o = opts; o->keyword; o++) {
-        if (!o->val || !*o->val)
-            continue;
-        src->kw[src->nkw] = rp_strdup(o->keyword);
-        src->val[src->nkw] = rp_strdup(o->val);
-        src->nkw++;
-    }
-    PQconninfoFree(opts);
-    if (!param(src, "hostaddr"))
-        split_hosts(src, param(src, "host"));
-    return 0;
-}
-
-static bool needs_dns(const char *host)
-{
-    unsigned char buf[sizeof(struct in6_addr)];
-    if (host[0] == '\0' || host[0] == '/' || host[0] == '@')
-        return false;
-    return inet_pton(AF_INET, host, buf) != 1 && inet_pton(AF_INET6, host, buf) != 1;
+    rp_pgconn_params p;
+    int rc = rp_pgconn_params_load(&p, conn_str, err, errlen);
+    rp_pgconn_params_fini(&p);
+    return rc;
 }
 
 static void enter_resolving(rp_source *src)
 {
     set_state(src, RP_SOURCE_RESOLVING);
-    if (!src->kw && load_params(src) < 0) {
-        enter_backoff(src, src->last_error);
-        return;
+    if (!src->params_loaded) {
+        char err[200];
+        if (rp_pgconn_params_load(&src->params, src->def.conn_str, err, sizeof(err)) < 0) {
+            snprintf(src->last_error, sizeof(src->last_error), "invalid conn_str: %s", err);
+            rp_pgconn_params_fini(&src->params);
+            enter_backoff(src, src->last_error);
+            return;
+        }
+        src->params_loaded = true;
     }
-    while (src->resolve_idx < src->nhosts && !needs_dns(src->hosts[src->resolve_idx]))
-        src->resolve_idx++;
-    if (src->resolve_idx >= src->nhosts) {
+    src->resolve_idx = rp_pgconn_next_lookup(&src->params, src->resolve_idx);
+    if (src->resolve_idx >= src->params.nhosts) {
         enter_connecting(src);
         return;
     }
@@ -586,10 +478,10 @@ static void enter_resolving(rp_source *src)
     hints.ai_socktype = SOCK_STREAM;
     src->resolver.data = src;
     int rc = uv_getaddrinfo(src->opts->loop, &src->resolver, on_resolved,
-                            src->hosts[src->resolve_idx], NULL, &hints);
+                            src->params.hosts[src->resolve_idx], NULL, &hints);
     if (rc < 0) {
         snprintf(src->last_error, sizeof(src->last_error), "could not resolve \"%s\": %s",
-                 src->hosts[src->resolve_idx], uv_strerror(rc));
+                 src->params.hosts[src->resolve_idx], uv_strerror(rc));
         enter_backoff(src, src->last_error);
         return;
     }
@@ -607,7 +499,7 @@ static void step_resolving(rp_source *src, rp_event ev)
         return;
     if (src->resolve_status < 0) {
         snprintf(src->last_error, sizeof(src->last_error), "could not resolve host \"%s\": %s",
-                 src->hosts[src->resolve_idx], uv_strerror(src->resolve_status));
+                 src->params.hosts[src->resolve_idx], uv_strerror(src->resolve_status));
         enter_backoff(src, src->last_error);
         return;
     }
@@ -615,53 +507,10 @@ static void step_resolving(rp_source *src, rp_event ev)
     enter_resolving(src);
 }
 
-/* Join per-host resolved addresses into a hostaddr list, or NULL when none was resolved. */
-static char *hostaddr_list(const rp_source *src)
-{
-    bool any = false;
-    rp_buf b = RP_BUF_INIT;
-    for (size_t i = 0; i < src->nhosts; i++) {
-        if (i)
-            rp_buf_putc(&b, ',');
-        rp_buf_puts(&b, src->addrs[i]);
-        any = any || src->addrs[i][0];
-    }
-    if (!any) {
-        rp_buf_fini(&b);
-        return NULL;
-    }
-    return b.data;
-}
-
-static PGconn *start_connect(rp_source *src)
-{
-    const char **kw = rp_calloc(src->nkw + 3, sizeof(char *));
-    const char **val = rp_calloc(src->nkw + 3, sizeof(char *));
-    size_t n = 0;
-    for (size_t i = 0; i < src->nkw; i++) {
-        kw[n] = src->kw[i];
-        val[n++] = src->val[i];
-    }
-    char *ha = hostaddr_list(src);
-    if (ha) {
-        kw[n] = "hostaddr";
-        val[n++] = ha;
-    }
-    if (!param(src, "application_name")) {
-        kw[n] = "application_name";
-        val[n++] = "pgreaper";
-    }
-    PGconn *conn = PQconnectStartParams(kw, val, 0);
-    rp_free(ha);
-    rp_free(kw);
-    rp_free(val);
-    return conn;
-}
-
 static void enter_connecting(rp_source *src)
 {
     set_state(src, RP_SOURCE_CONNECTING);
-    src->conn = start_connect(src);
+    src->conn = rp_pgconn_start(&src->params, "pgreaper");
     if (!src->conn || PQstatus(src->conn) == CONNECTION_BAD) {
         enter_backoff(src, conn_error(src));
         return;
@@ -1307,7 +1156,7 @@ static void free_source(rp_source *src)
         add_stats(src->opts->retired, &src->stats);
     rp_source_closed_cb cb = src->closed_cb;
     void *arg = src->closed_arg;
-    free_params(src);
+    rp_pgconn_params_fini(&src->params);
     rp_sched_fini(&src->sched);
     rp_free(src->slots);
     rp_free(src->due);

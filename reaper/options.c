@@ -20,7 +20,7 @@ const rp_opt_def rp_opt_table[] = {
     {"metrics", "PGREAPER_METRICS", RP_OPT_STRING, OFF(metrics), 0, 0, "FILE|DIR", "built-in",
      "metrics and presets YAML file or folder (pgwatch metrics.yaml format)"},
     {"sink", "PGREAPER_SINK", RP_OPT_LIST, OFF(sinks), 0, 0, "URI", NULL,
-     "where measurements go; repeatable: jsonfile:///path.jsonl or jsonfile:- (stdout)"},
+     "where measurements go; repeatable: postgresql://..., jsonfile:///path.jsonl, jsonfile:-"},
     {"group", "PGREAPER_GROUP", RP_OPT_LIST, OFF(groups), 0, 0, "NAME", "all",
      "only run sources of this group; repeatable"},
     {"refresh", "PGREAPER_REFRESH", RP_OPT_INT, OFF(refresh_s), 0, 86400, "SECONDS", "120",
@@ -32,6 +32,22 @@ const rp_opt_def rp_opt_table[] = {
      "SECONDS", "10", "give up a connection attempt (DNS included) after SECONDS"},
     {"shutdown-timeout", "PGREAPER_SHUTDOWN_TIMEOUT", RP_OPT_INT, OFF(shutdown_timeout_s), 0, 3600,
      "SECONDS", "10", "on SIGTERM, wait this long for in-flight batches"},
+    {"batching-delay", "PGREAPER_BATCHING_DELAY", RP_OPT_DURATION, OFF(batching_delay_ms), 10,
+     3600000, "DURATION", "1s",
+     "PostgreSQL sink: how long measurements wait to be written together"},
+    {"sink-buffer-bytes", "PGREAPER_SINK_BUFFER_BYTES", RP_OPT_BYTES, OFF(sink_buffer_bytes), 65536,
+     0, "BYTES", "64MiB",
+     "PostgreSQL sink: memory for measurements waiting to be written; the oldest are dropped "
+     "(and counted) beyond it"},
+    {"partition-interval", "PGREAPER_PARTITION_INTERVAL", RP_OPT_DURATION,
+     OFF(partition_interval_ms), 3600000, 31LL * 86400000, "DURATION", "1 day",
+     "PostgreSQL sink: time span of one partition of a metric table (1 hour to 31 days)"},
+    {"retention", "PGREAPER_RETENTION", RP_OPT_DURATION, OFF(retention_ms), 0, 3650LL * 86400000,
+     "DURATION", "14 days",
+     "PostgreSQL sink: drop partitions older than this (0: keep everything)"},
+    {"maintenance-interval", "PGREAPER_MAINTENANCE_INTERVAL", RP_OPT_DURATION,
+     OFF(maintenance_interval_ms), 0, 31LL * 86400000, "DURATION", "12 hours",
+     "PostgreSQL sink: how often retention and the dbname listing run (0: never)"},
     {"interval-scale", "PGREAPER_INTERVAL_SCALE", RP_OPT_DOUBLE, OFF(interval_scale), 0, 0,
      "FACTOR", "1", "multiply every metric interval (e.g. 0.05 for tests; at least 1 s)"},
     {"no-prepared", "PGREAPER_NO_PREPARED", RP_OPT_BOOL, OFF(no_prepared), 0, 0, NULL, "off",
@@ -61,6 +77,11 @@ void rp_options_init(rp_options *o)
     o->statement_timeout_s = 10;
     o->connect_timeout_s = 10;
     o->shutdown_timeout_s = 10;
+    o->batching_delay_ms = 1000;
+    o->sink_buffer_bytes = 64LL << 20;
+    o->partition_interval_ms = 86400000;
+    o->retention_ms = 14LL * 86400000;
+    o->maintenance_interval_ms = 12LL * 3600000;
     o->interval_scale = 1.0;
     o->log_level = RP_LOG_INFO;
     o->log_format = RP_LOG_TEXT;
@@ -81,6 +102,58 @@ void rp_options_fini(rp_options *o)
     free_list(o->sinks, o->nsinks);
     free_list(o->groups, o->ngroups);
     memset(o, 0, sizeof(*o));
+}
+
+typedef struct unit {
+    const char *name;
+    int64_t mult;
+} unit;
+
+/* A number followed by an optional unit from units (first entry: no unit). */
+static int parse_with_units(const char *s, const unit *units, size_t nunits, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || v < 0)
+        return -EINVAL;
+    while (*end == ' ')
+        end++;
+    for (size_t i = 0; i < nunits; i++) {
+        if (strcmp(end, units[i].name) == 0) {
+            double r = v * (double)units[i].mult;
+            if (r > 9.2e18)
+                return -EINVAL;
+            *out = (int64_t)(r + 0.5);
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+int rp_parse_duration_ms(const char *s, int64_t *out)
+{
+    static const unit units[] = {
+        {"ms", 1},           {"s", 1000},          {"sec", 1000},      {"second", 1000},
+        {"seconds", 1000},   {"m", 60000},         {"min", 60000},     {"minute", 60000},
+        {"minutes", 60000},  {"h", 3600000},       {"hour", 3600000},  {"hours", 3600000},
+        {"d", 86400000},     {"day", 86400000},    {"days", 86400000}, {"w", 604800000},
+        {"week", 604800000}, {"weeks", 604800000},
+    };
+    if (strcmp(s, "0") == 0) {
+        *out = 0;
+        return 0;
+    }
+    return parse_with_units(s, units, RP_ARRAY_LEN(units), out);
+}
+
+int rp_parse_bytes(const char *s, int64_t *out)
+{
+    static const unit units[] = {
+        {"", 1},         {"B", 1},         {"kB", 1024},      {"KB", 1024},       {"KiB", 1024},
+        {"MB", 1 << 20}, {"MiB", 1 << 20}, {"GB", 1LL << 30}, {"GiB", 1LL << 30},
+    };
+    return parse_with_units(s, units, RP_ARRAY_LEN(units), out);
 }
 
 static int parse_bool(const char *s, bool *out)
@@ -157,6 +230,20 @@ static int apply(rp_options *o, const rp_opt_def *d, const char *v, bool from_en
             return -EINVAL;
         }
         return 0;
+    case RP_OPT_DURATION:
+    case RP_OPT_BYTES: {
+        int64_t x;
+        int rc = d->type == RP_OPT_DURATION ? rp_parse_duration_ms(v, &x) : rp_parse_bytes(v, &x);
+        bool too_big = d->max > 0 && x > d->max;
+        if (rc < 0 || x < d->min || too_big) {
+            snprintf(err, errlen, "invalid value \"%s\" for %s: expected %s", v, origin,
+                     d->type == RP_OPT_DURATION ? "a duration such as 500ms, 1s, 12h or 14 days"
+                                                : "a size such as 64MiB");
+            return -EINVAL;
+        }
+        *(int64_t *)field = x;
+        return 0;
+    }
     case RP_OPT_LEVEL:
         if (rp_log_parse_level(v, (rp_log_level *)field) < 0) {
             snprintf(err, errlen,

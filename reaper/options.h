@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "reaper/compiler.h"
 #include "reaper/log.h"
@@ -24,6 +25,11 @@ typedef struct rp_options {
     int statement_timeout_s; /* default for metrics without statement_timeout_seconds */
     int connect_timeout_s;
     int shutdown_timeout_s;
+    int64_t batching_delay_ms;       /* PostgreSQL sink */
+    int64_t sink_buffer_bytes;       /* PostgreSQL sink */
+    int64_t partition_interval_ms;   /* PostgreSQL sink */
+    int64_t retention_ms;            /* PostgreSQL sink; 0 = keep everything */
+    int64_t maintenance_interval_ms; /* PostgreSQL sink; 0 = never */
     double interval_scale;
     bool no_prepared;
     bool no_tcp_cork;
@@ -44,6 +50,8 @@ typedef enum rp_opt_type {
     RP_OPT_BOOL,
     RP_OPT_LEVEL,
     RP_OPT_FORMAT,
+    RP_OPT_DURATION, /* int64 milliseconds: "950ms", "1s", "12h", "14 days" */
+    RP_OPT_BYTES,    /* int64 bytes: "64MiB", "512kB", "1048576" */
 } rp_opt_type;
 
 typedef struct rp_opt_def {
@@ -68,6 +76,11 @@ void rp_options_fini(rp_options *o);
  * Returns 0, or -EINVAL with a one-line message in err (usage error: exit code 2).
  */
 RP_NODISCARD int rp_options_parse(rp_options *o, int argc, char **argv, char *err, size_t errlen);
+
+/* "950ms", "1s", "1.5 min", "12h", "14 days", "2w" → ms. 0 or -EINVAL. */
+RP_NODISCARD int rp_parse_duration_ms(const char *s, int64_t *out);
+/* "64MiB", "64MB", "512kB", "1048576" → bytes (binary multiples). 0 or -EINVAL. */
+RP_NODISCARD int rp_parse_bytes(const char *s, int64_t *out);
 
 /* Print --help text to stdout. */
 void rp_options_usage(const char *argv0);

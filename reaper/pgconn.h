@@ -8,9 +8,9 @@
 #ifndef RP_REAPER_PGCONN_H
 #define RP_REAPER_PGCONN_H
 
-#include "reaper/compiler.h"
-
 #include <stddef.h>
+
+#include "reaper/compiler.h"
 
 struct addrinfo;
 struct pg_conn;

@@ -343,12 +343,8 @@ static void on_signal(uv_signal_t *h, int signum)
 static void log_summary(const rp_reaper *r)
 {
     const rp_source_stats *t = &r->totals;
-    uint64_t sink_rows = 0, sink_written = 0, sink_dropped = 0;
-    for (size_t i = 0; i < r->sinks.n; i++) {
-        sink_rows += r->sinks.v[i]->stats.rows;
-        sink_written += r->sinks.v[i]->stats.rows_written;
-        sink_dropped += r->sinks.v[i]->stats.rows_dropped;
-    }
+    const rp_sink_stats *k = &r->sinks.totals;
+    uint64_t sink_rows = k->rows, sink_written = k->rows_written, sink_dropped = k->rows_dropped;
     rp_log_info("summary: ticks=%llu skipped_ticks=%llu pipelines=%llu queries=%llu "
                 "fetches_ok=%llu fetch_errors=%llu rows=%llu values=%llu connects=%llu "
                 "connect_failures=%llu disconnects=%llu sink_rows=%llu sink_rows_written=%llu "
@@ -370,6 +366,7 @@ static void log_summary(const rp_reaper *r)
 static void on_sinks_closed(void *arg)
 {
     rp_reaper *r = arg;
+    log_summary(r); /* after the sinks wrote what they could: their final counters */
     uv_close((uv_handle_t *)&r->sig_hup, NULL);
     uv_close((uv_handle_t *)&r->sig_term, NULL);
     uv_close((uv_handle_t *)&r->sig_int, NULL);
@@ -380,7 +377,6 @@ static void on_sinks_closed(void *arg)
 static void shutdown_finish(rp_reaper *r)
 {
     (void)rp_sinks_flush(&r->sinks);
-    log_summary(r);
     rp_sinks_close(&r->sinks, on_sinks_closed, r);
 }
 
@@ -392,8 +388,17 @@ static void shutdown_finish(rp_reaper *r)
 static int init_loop(rp_reaper *r)
 {
     char err[512];
+    rp_sink_opts so = {
+        .batching_delay_ms = r->opts->batching_delay_ms,
+        .buffer_bytes = r->opts->sink_buffer_bytes,
+        .partition_ms = r->opts->partition_interval_ms,
+        .retention_ms = r->opts->retention_ms,
+        .maintenance_ms = r->opts->maintenance_interval_ms,
+        .shutdown_timeout_ms = (int64_t)r->opts->shutdown_timeout_s * 1000,
+        .connect_timeout_ms = (int64_t)r->opts->connect_timeout_s * 1000,
+    };
     if (rp_sinks_open(&r->sinks, (const char *const *)r->opts->sinks, r->opts->nsinks, &r->loop,
-                      err, sizeof(err)) < 0) {
+                      &so, err, sizeof(err)) < 0) {
         rp_log_error("could not open sink: %s", err);
         return -EINVAL;
     }

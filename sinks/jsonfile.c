@@ -38,7 +38,8 @@ typedef struct jsonfile_sink {
     size_t time_len;
 } jsonfile_sink;
 
-static int jf_open(const char *uri, uv_loop_t *loop, rp_sink **out, char *err, size_t errlen)
+static int jf_open(const char *uri, uv_loop_t *loop, const rp_sink_opts *opts, rp_sink **out,
+                   char *err, size_t errlen)
 {
     const char *path;
     if (strcmp(uri, "jsonfile:-") == 0 || strcmp(uri, "jsonfile://-") == 0)
@@ -194,15 +195,13 @@ static void jf_write_batch(rp_sink *base, const rp_batch *batch)
 static void on_closed(uv_handle_t *h)
 {
     jsonfile_sink *s = h->data;
-    rp_sink_closed_cb cb = s->closed_cb;
-    void *arg = s->closed_arg;
+    if (s->closed_cb)
+        s->closed_cb(s->closed_arg, &s->base.stats);
     rp_buf_fini(&s->out);
     rp_buf_fini(&s->keys);
     rp_free(s->key_off);
     rp_free(s->base.uri);
     rp_free(s);
-    if (cb)
-        cb(arg);
 }
 
 static void jf_close(rp_sink *base, rp_sink_closed_cb cb, void *arg)

@@ -11,6 +11,8 @@
 
 static const rp_sink_ops *const registry[] = {
     &rp_sink_jsonfile_ops,
+    &rp_sink_postgres_ops,
+    &rp_sink_postgresql_ops,
 };
 
 static const rp_sink_ops *lookup(const char *uri)
@@ -43,18 +45,18 @@ int rp_sinks_check_uri(const char *uri, char *err, size_t errlen)
     return -EINVAL;
 }
 
-int rp_sinks_open(rp_sinks *s, const char *const *uris, size_t n, uv_loop_t *loop, char *err,
-                  size_t errlen)
+int rp_sinks_open(rp_sinks *s, const char *const *uris, size_t n, uv_loop_t *loop,
+                  const rp_sink_opts *opts, char *err, size_t errlen)
 {
     memset(s, 0, sizeof(*s));
     s->v = rp_calloc(n ? n : 1, sizeof(rp_sink *));
     for (size_t i = 0; i < n; i++) {
         int rc = rp_sinks_check_uri(uris[i], err, errlen);
         if (rc == 0)
-            rc = lookup(uris[i])->open(uris[i], loop, &s->v[s->n], err, errlen);
+            rc = lookup(uris[i])->open(uris[i], loop, opts, &s->v[s->n], err, errlen);
         if (rc < 0) {
             for (size_t j = 0; j < s->n; j++)
-                s->v[j]->ops->close(s->v[j], NULL, NULL);
+                s->v[j]->ops->close(s->v[j], NULL, NULL); /* nothing was written yet */
             rp_free(s->v);
             memset(s, 0, sizeof(*s));
             return rc;
@@ -81,9 +83,19 @@ int rp_sinks_flush(rp_sinks *s)
     return first;
 }
 
-static void on_sink_closed(void *arg)
+static void add_stats(rp_sink_stats *to, const rp_sink_stats *from)
+{
+    const uint64_t *in = (const uint64_t *)from;
+    uint64_t *out = (uint64_t *)to;
+    for (size_t i = 0; i < sizeof(*from) / sizeof(uint64_t); i++)
+        out[i] += in[i];
+}
+
+static void on_sink_closed(void *arg, const rp_sink_stats *final)
 {
     rp_sinks *s = arg;
+    if (final)
+        add_stats(&s->totals, final);
     if (--s->pending_closes > 0)
         return;
     rp_free(s->v);
@@ -93,7 +105,7 @@ static void on_sink_closed(void *arg)
         s->closed_cb(s->closed_arg);
 }
 
-void rp_sinks_close(rp_sinks *s, rp_sink_closed_cb cb, void *arg)
+void rp_sinks_close(rp_sinks *s, rp_sinks_closed_cb cb, void *arg)
 {
     s->closed_cb = cb;
     s->closed_arg = arg;
@@ -107,5 +119,5 @@ void rp_sinks_close(rp_sinks *s, rp_sink_closed_cb cb, void *arg)
     s->pending_closes = (unsigned)s->n + 1;
     for (size_t i = 0; i < s->n; i++)
         s->v[i]->ops->close(s->v[i], on_sink_closed, s);
-    on_sink_closed(s);
+    on_sink_closed(s, NULL);
 }

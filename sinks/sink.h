@@ -22,24 +22,44 @@
 typedef struct rp_sink rp_sink;
 
 typedef struct rp_sink_stats {
-    uint64_t batches;      /* batches accepted */
-    uint64_t rows;         /* rows accepted */
-    uint64_t bytes;        /* bytes written out */
-    uint64_t rows_written; /* rows written out */
-    uint64_t rows_dropped; /* rows that could not be written (counted, never silent) */
-    uint64_t write_errors; /* failed write attempts */
+    uint64_t batches;        /* batches accepted */
+    uint64_t rows;           /* rows accepted */
+    uint64_t bytes;          /* bytes written out */
+    uint64_t rows_written;   /* rows written out */
+    uint64_t rows_dropped;   /* rows that could not be written (counted, never silent) */
+    uint64_t write_errors;   /* failed write attempts */
+    uint64_t flushes;        /* completed writes (a COPY, a write(2) of the buffer) */
+    uint64_t flush_us_total; /* time spent in completed writes */
+    uint64_t flush_us_max;
+    uint64_t buffered_bytes; /* waiting to be written now */
+    uint64_t reconnects;     /* connections made after the first */
 } rp_sink_stats;
 
-typedef void (*rp_sink_closed_cb)(void *arg);
+/* final: the closing sink's counters, valid during the call only. */
+typedef void (*rp_sink_closed_cb)(void *arg, const rp_sink_stats *final);
+
+/* Settings from the command line, shared by all sinks; copied by open. */
+typedef struct rp_sink_opts {
+    int64_t batching_delay_ms;
+    int64_t buffer_bytes;
+    int64_t partition_ms;
+    int64_t retention_ms;   /* 0: keep everything */
+    int64_t maintenance_ms; /* 0: never */
+    int64_t shutdown_timeout_ms;
+    int64_t connect_timeout_ms;
+} rp_sink_opts;
 
 typedef struct rp_sink_ops {
     const char *scheme; /* URI scheme without ':' */
     /* Open a sink for uri on loop. 0, or negative errno with a message in err. */
-    int (*open)(const char *uri, uv_loop_t *loop, rp_sink **out, char *err, size_t errlen);
+    int (*open)(const char *uri, uv_loop_t *loop, const rp_sink_opts *opts, rp_sink **out,
+                char *err, size_t errlen);
     void (*write_batch)(rp_sink *sink, const rp_batch *batch);
     /* Write out everything buffered now. 0 or negative errno (message in last_error). */
     int (*flush)(rp_sink *sink);
-    /* Flush, release everything and call cb (possibly before returning). */
+    /* Write what is buffered (waiting at most opts->shutdown_timeout_ms), report what
+     * could not be written in last_error and stats, release everything, then call cb
+     * (possibly before returning). */
     void (*close)(rp_sink *sink, rp_sink_closed_cb cb, void *arg);
 } rp_sink_ops;
 
@@ -55,26 +75,32 @@ struct rp_sink {
     uint64_t dropped_at_failure;
 };
 
+typedef void (*rp_sinks_closed_cb)(void *arg);
+
 typedef struct rp_sinks {
     rp_sink **v;
     size_t n;
     unsigned pending_closes;
-    rp_sink_closed_cb closed_cb;
+    rp_sinks_closed_cb closed_cb;
     void *closed_arg;
+    rp_sink_stats totals; /* of the sinks closed so far */
 } rp_sinks;
 
 /* Open every uri (e.g. "jsonfile:-", "jsonfile:///var/lib/pgreaper/out.jsonl").
  * 0, or negative errno with the failing URI and reason in err; nothing is left open. */
 RP_NODISCARD int rp_sinks_open(rp_sinks *s, const char *const *uris, size_t n, uv_loop_t *loop,
-                               char *err, size_t errlen);
+                               const rp_sink_opts *opts, char *err, size_t errlen);
 /* Check that uri names a known sink without opening it: 0 or -EINVAL with err filled. */
 RP_NODISCARD int rp_sinks_check_uri(const char *uri, char *err, size_t errlen);
 void rp_sinks_write(rp_sinks *s, const rp_batch *batch);
 /* Flush every sink now; returns the first error (all sinks are flushed regardless). */
 int rp_sinks_flush(rp_sinks *s);
-/* Close all sinks; cb runs when the last one is closed. */
-void rp_sinks_close(rp_sinks *s, rp_sink_closed_cb cb, void *arg);
+/* Close all sinks; cb runs when the last one is closed (s->totals then holds the sum of
+ * their final counters). */
+void rp_sinks_close(rp_sinks *s, rp_sinks_closed_cb cb, void *arg);
 
 extern const rp_sink_ops rp_sink_jsonfile_ops;
+extern const rp_sink_ops rp_sink_postgres_ops;
+extern const rp_sink_ops rp_sink_postgresql_ops;
 
 #endif /* RP_SINKS_SINK_H */

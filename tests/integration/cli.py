@@ -68,9 +68,9 @@ def main():
          'libpq reason with file:line:col', err)
     t.ok('hunter' not in err, 'no password in the message', err)
 
-    rc, out, err = run(['--check', '--sources', good, '--sink', 'postgresql://u:secret@h/m'])
+    rc, out, err = run(['--check', '--sources', good, '--sink', 'prometheus://u:secret@h:9187'])
     t.is_(rc, 1, 'a sink this version lacks is refused')
-    t.ok('sink "postgresql" is not supported by this version of pgreaper' in err, 'with a clear '
+    t.ok('sink "prometheus" is not supported by this version of pgreaper' in err, 'with a clear '
          'message', err)
     t.ok('secret' not in err, 'no password from the sink URI', err)
 

@@ -16,8 +16,6 @@
  * States: BACKOFF → RESOLVING → CONNECTING → QUERY (schema) → IDLE ⇄ QUERY/COPY …
  * Like a source, this sink owns its connection and logs its own transitions.
  */
-#include "sinks/sink.h"
-
 #include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -33,6 +31,7 @@
 #include "reaper/mem.h"
 #include "reaper/pgconn.h"
 #include "sinks/postgres_schema.h"
+#include "sinks/sink.h"
 
 #define BACKOFF_MIN_MS   1000
 #define BACKOFF_MAX_MS   30000
@@ -58,8 +57,8 @@ typedef struct chunk {
     struct chunk *next, *prev; /* global FIFO, oldest first */
     struct ptable *t;
     uint32_t nrows;
-    bool pinned;      /* part of the COPY in flight: never dropped */
-    int64_t part_lo;  /* partition indexes (time / partition interval) of its rows */
+    bool pinned;     /* part of the COPY in flight: never dropped */
+    int64_t part_lo; /* partition indexes (time / partition interval) of its rows */
     int64_t part_hi;
     const char *dbname; /* inside data, after the tuples */
     size_t len;         /* tuple bytes */
@@ -70,7 +69,7 @@ typedef struct ptable {
     struct ptable *next;
     char *name; /* storage name = table name (quoted when used) */
     bool ensured;
-    int64_t ens_lo, ens_hi; /* partition indexes known to exist */
+    int64_t ens_lo, ens_hi;  /* partition indexes known to exist */
     uint64_t dropped;        /* rows dropped because the buffer was full */
     uint64_t dropped_report; /* ... since the last report */
     uint64_t out_of_range;   /* rows whose time lies outside what is kept */
@@ -628,8 +627,9 @@ static void start_copy_cycle(pg_sink *s)
     snprintf(step, sizeof(step), "%.0f", step_s);
     const char *params[4] = {t->name, from, to, step};
     t->ensured = true;
-    if (send_query(s, "select admin.ensure_partitions($1, to_timestamp($2::float8), "
-                      "to_timestamp($3::float8), $4::bigint)",
+    if (send_query(s,
+                   "select admin.ensure_partitions($1, to_timestamp($2::float8), "
+                   "to_timestamp($3::float8), $4::bigint)",
                    4, params, ensure_done) < 0) {
         t->ensured = false;
         enter_backoff(s, conn_error(s));
@@ -740,14 +740,14 @@ static void queue_listing(pg_sink *s, ptable *t, const char *dbname)
     t->listed[t->nlisted++] = rp_strdup(dbname);
     rp_grow((void **)&s->listing, &s->cap_listing, s->nlisting + 2, sizeof(char *));
     s->listing[s->nlisting++] = t->listed[t->nlisted - 1]; /* borrowed */
-    s->listing[s->nlisting++] = t->name;                    /* borrowed */
+    s->listing[s->nlisting++] = t->name;                   /* borrowed */
 }
 
 static void listing_done(pg_sink *s, PGresult *r)
 {
     if (!result_ok(r))
-        rp_log_warn("sink %s: could not update admin.all_distinct_dbname_metrics: %s",
-                    s->base.uri, r ? PQresultErrorMessage(r) : conn_error(s));
+        rp_log_warn("sink %s: could not update admin.all_distinct_dbname_metrics: %s", s->base.uri,
+                    r ? PQresultErrorMessage(r) : conn_error(s));
     enter_idle(s);
 }
 
@@ -757,8 +757,9 @@ static bool send_listing(pg_sink *s)
         return false;
     s->nlisting -= 2;
     const char *params[2] = {s->listing[s->nlisting], s->listing[s->nlisting + 1]};
-    if (send_query(s, "insert into admin.all_distinct_dbname_metrics (dbname, metric) "
-                      "values ($1, $2) on conflict do nothing",
+    if (send_query(s,
+                   "insert into admin.all_distinct_dbname_metrics (dbname, metric) "
+                   "values ($1, $2) on conflict do nothing",
                    2, params, listing_done) < 0)
         enter_backoff(s, conn_error(s));
     return true;
@@ -928,8 +929,7 @@ static void schema_done(pg_sink *s, PGresult *r)
     if (!result_ok(r)) {
         char why[512];
         const char *st = sqlstate(r);
-        snprintf(why, sizeof(why), "%s%s",
-                 r ? PQresultErrorMessage(r) : conn_error(s),
+        snprintf(why, sizeof(why), "%s%s", r ? PQresultErrorMessage(r) : conn_error(s),
                  !strcmp(st, "42501") ? " (the sink role needs CREATE on the database, or an "
                                         "administrator must run the schema setup once)"
                                       : "");
@@ -1045,9 +1045,11 @@ static void enter_backoff(pg_sink *s, const char *why)
     s->resolve_idx = 0;
     s->base.stats.write_errors++;
     if (!s->down_logged) {
-        rp_log_at(RP_LOG_ERROR, NULL, NULL, reason, "sink %s: %s; measurements are kept (up to "
+        rp_log_at(RP_LOG_ERROR, NULL, NULL, reason,
+                  "sink %s: %s; measurements are kept (up to "
                   "--sink-buffer-bytes) until it is back",
-                  s->base.uri, was_up ? "lost connection to the sink" : "could not connect to the sink");
+                  s->base.uri,
+                  was_up ? "lost connection to the sink" : "could not connect to the sink");
         s->down_logged = true;
     }
     arm(s, (uint64_t)s->backoff_ms);

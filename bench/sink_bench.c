@@ -44,8 +44,11 @@ static void make_columns(rp_column *cols, char names[][24])
     snprintf(names[0], 24, "epoch_ns");
     cols[0] = (rp_column){names[0], RP_COL_TIME, RP_VAL_INT};
     for (int i = 1; i <= NFIELDS; i++) {
-        rp_value_kind k = i <= 8 ? RP_VAL_INT : i <= 14 ? RP_VAL_FLOAT : i <= 16 ? RP_VAL_NUMERIC
-                                                        : i <= 18 ? RP_VAL_TEXT : RP_VAL_BOOL;
+        rp_value_kind k = i <= 8    ? RP_VAL_INT
+                          : i <= 14 ? RP_VAL_FLOAT
+                          : i <= 16 ? RP_VAL_NUMERIC
+                          : i <= 18 ? RP_VAL_TEXT
+                                    : RP_VAL_BOOL;
         snprintf(names[i], 24, "field_%02d", i);
         cols[i] = (rp_column){names[i], RP_COL_FIELD, k};
     }
@@ -93,9 +96,13 @@ int main(int argc, char **argv)
     size_t per = argc > 3 ? (size_t)atol(argv[3]) : 500;
     uv_loop_t loop;
     uv_loop_init(&loop);
-    rp_sink_opts opts = {.batching_delay_ms = 200, .buffer_bytes = 256LL << 20,
-                         .partition_ms = 86400000, .retention_ms = 0, .maintenance_ms = 0,
-                         .shutdown_timeout_ms = 600000, .connect_timeout_ms = 10000};
+    rp_sink_opts opts = {.batching_delay_ms = 200,
+                         .buffer_bytes = 256LL << 20,
+                         .partition_ms = 86400000,
+                         .retention_ms = 0,
+                         .maintenance_ms = 0,
+                         .shutdown_timeout_ms = 600000,
+                         .connect_timeout_ms = 10000};
     rp_sinks sinks;
     char err[256];
     const char *uris[1] = {argv[1]};

@@ -356,6 +356,14 @@ static void log_summary(const rp_reaper *r)
                 (unsigned long long)t->connects, (unsigned long long)t->connect_failures,
                 (unsigned long long)t->disconnects, (unsigned long long)sink_rows,
                 (unsigned long long)sink_written, (unsigned long long)sink_dropped);
+    rp_log_info("summary: sink_batches=%llu sink_bytes=%llu sink_writes=%llu "
+                "sink_write_ms_avg=%.1f sink_write_ms_max=%.1f sink_reconnects=%llu "
+                "sink_write_errors=%llu",
+                (unsigned long long)k->batches, (unsigned long long)k->bytes,
+                (unsigned long long)k->flushes,
+                k->flushes ? (double)k->flush_us_total / (double)k->flushes / 1000.0 : 0.0,
+                (double)k->flush_us_max / 1000.0, (unsigned long long)k->reconnects,
+                (unsigned long long)k->write_errors);
     rp_buf b = RP_BUF_INIT;
     for (int i = 0; i < 16; i++)
         rp_buf_printf(&b, "%s%llu", i ? "," : "", (unsigned long long)t->lateness_ms_hist[i]);

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Try pgreaper on this machine: installs what is missing, builds, starts a throwaway
 # PostgreSQL 15 in .quickstart/ (unix socket only), and runs pgreaper on it with the
-# built-in "standard" preset, writing measurements to .quickstart/measurements.jsonl
-# until Ctrl-C. Extra arguments go to pgreaper (e.g. --interval-scale 0.1).
+# built-in "standard" preset until Ctrl-C. The same server is the sink: measurements go
+# to its database "pgreaper_metrics" (pgwatch layout) and, as JSON lines, to
+# .quickstart/measurements.jsonl. Extra arguments go to pgreaper (e.g. --interval-scale 0.1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD/.quickstart
@@ -32,6 +33,10 @@ stop_pg() { "${as_pg[@]}" "$pgbin/pg_ctl" -D "$data" -m fast -w stop >/dev/null 
 trap stop_pg EXIT
 "${as_pg[@]}" "$pgbin/pg_ctl" -D "$data" -l "$root/server.log" -w start >/dev/null
 
+"${as_pg[@]}" /usr/lib/postgresql/15/bin/psql -h "$sock" -U postgres -d postgres -qAtc \
+    "select 1 from pg_database where datname = 'pgreaper_metrics'" | grep -q 1 ||
+    "${as_pg[@]}" /usr/lib/postgresql/15/bin/createdb -h "$sock" -U postgres pgreaper_metrics
+
 cat > "$root/sources.yaml" <<YAML
 - name: local
   conn_str: host=$sock user=postgres dbname=postgres
@@ -41,14 +46,17 @@ cat > "$root/sources.yaml" <<YAML
 YAML
 
 out=$root/measurements.jsonl
+sink="postgresql:///pgreaper_metrics?host=$sock&user=postgres"
 cat <<MSG
 pgreaper quickstart
   PostgreSQL 15:  running in $data (socket $sock)
   sources:        $root/sources.yaml (preset "standard", intervals 60 s to 2 h)
-  measurements:   $out  (one JSON line per metric fetch)
-  watch them:     tail -f $out
+  sink:           database pgreaper_metrics on the same server (pgwatch layout)
+                  and $out (one JSON line per metric fetch)
+  see the data:   psql -h $sock -U postgres -d pgreaper_metrics -c \
+                    "select time, dbname, metric, data from (select 'db_stats' as metric, * from public.db_stats union all select 'backends', * from public.backends) m order by time desc limit 10"
   stop:           Ctrl-C (stops pgreaper and the throwaway PostgreSQL)
 
 MSG
-./build/pgreaper --sources "$root/sources.yaml" --sink "jsonfile://$out" "$@" || true
-echo "measurements kept in $out"
+./build/pgreaper --sources "$root/sources.yaml" --sink "$sink" --sink "jsonfile://$out" "$@" || true
+echo "measurements kept in database pgreaper_metrics (in $data) and in $out"

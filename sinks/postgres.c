@@ -98,6 +98,7 @@ struct pg_sink {
     uv_timer_t maint_timer; /* maintenance interval; shutdown deadline while closing */
     unsigned pending_closes;
     bool schema_ready, maint_due, connected_once, down_logged, closing, full_logged;
+    char logged_error[256]; /* the last error logged, so that a repeated one is not */
     int backoff_ms;
     /* the statement in flight */
     done_fn done;
@@ -185,6 +186,17 @@ static void on_timer(uv_timer_t *t);
 static void arm(pg_sink *s, uint64_t ms)
 {
     uv_timer_start(&s->timer, on_timer, ms, 0);
+}
+
+/* Log a sink error when it differs from the last one logged (transitions only). */
+static void log_error_once(pg_sink *s, const char *what, const char *msg)
+{
+    char line[256];
+    snprintf(line, sizeof(line), "%s: %s", what, msg);
+    if (strcmp(line, s->logged_error) == 0)
+        return;
+    snprintf(s->logged_error, sizeof(s->logged_error), "%s", line);
+    rp_log_error("sink %s: %s: %s", s->base.uri, what, msg);
 }
 
 static const char *conn_error(pg_sink *s)
@@ -590,8 +602,9 @@ static void ensure_done(pg_sink *s, PGresult *r)
 {
     ptable *t = s->copy_table;
     if (!result_ok(r)) {
-        rp_log_error("sink %s: could not create partitions for \"%s\": %s", s->base.uri, t->name,
-                     r ? PQresultErrorMessage(r) : conn_error(s));
+        char what[160];
+        snprintf(what, sizeof(what), "could not create partitions for \"%s\"", t->name);
+        log_error_once(s, what, r ? PQresultErrorMessage(r) : conn_error(s));
         unpin_all(s);
         enter_backoff(s, "partition creation failed");
         return;
@@ -930,16 +943,18 @@ static void schema_done(pg_sink *s, PGresult *r)
         char why[512];
         const char *st = sqlstate(r);
         snprintf(why, sizeof(why), "%s%s", r ? PQresultErrorMessage(r) : conn_error(s),
-                 !strcmp(st, "42501") ? " (the sink role needs CREATE on the database, or an "
-                                        "administrator must run the schema setup once)"
-                                      : "");
+                 !strcmp(st, "42501")
+                     ? " (the sink role needs CREATE on the database and on schema public, "
+                       "or an administrator must run the schema setup once)"
+                     : "");
         /* A failed script leaves the transaction open: abandon the connection. */
-        rp_log_error("sink %s: could not prepare the sink schema: %s", s->base.uri, why);
+        log_error_once(s, "could not prepare the sink schema", why);
         enter_backoff(s, why);
         return;
     }
     s->schema_ready = true;
     s->backoff_ms = BACKOFF_MIN_MS;
+    s->logged_error[0] = '\0';
     if (s->down_logged)
         rp_log_info("sink %s: connected again; %llu rows waiting are being written", s->base.uri,
                     (unsigned long long)s->buffered_rows);

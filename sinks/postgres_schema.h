@@ -15,6 +15,18 @@
 static const char rp_pg_schema_sql[] =
     "begin;\n"
     "select pg_advisory_xact_lock(723851, 0);\n"
+    /* say plainly what is missing (PostgreSQL 15 no longer lets everyone create in public) */
+    "do $$ begin\n"
+    "  if not has_database_privilege(current_database(), 'CREATE') and\n"
+    "     to_regnamespace('admin') is null then\n"
+    "    raise exception using errcode = '42501', message = format(\n"
+    "      'permission denied for database %s', current_database());\n"
+    "  end if;\n"
+    "  if not has_schema_privilege('public', 'CREATE') then\n"
+    "    raise exception using errcode = '42501',\n"
+    "      message = 'permission denied for schema public';\n"
+    "  end if;\n"
+    "end $$;\n"
     "create schema if not exists admin;\n"
     "create schema if not exists subpartitions;\n"
     "create table if not exists admin.migration (\n"

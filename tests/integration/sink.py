@@ -152,6 +152,31 @@ def main():
     t.is_(pg.psql("select count(distinct dbname) from public.types", db='metrics2'), '2',
           'both wrote')
 
+    # A sink role without the right to create the schema: a clear error, collection goes
+    # on, and the rows are written once the right is granted.
+    pg.psql('create database metrics3')
+    pg.psql('create role writer login')
+    sink3 = 'postgresql:///metrics3?host=%s&port=%d&user=writer' % (pg.sock, pg.port)
+    r = Reaper(sys.argv[1], SOURCES.format(name=NAME, conn=pg.conn_str()), METRICS,
+               args=['--sink', sink3]).start()
+    t.ok(r.wait_log('could not prepare the sink schema', 15), 'missing right reported', r.log())
+    t.ok('permission denied for database metrics3' in r.log() and
+         'needs CREATE on the database and on schema public' in r.log(),
+         'the message says what is missing', r.log())
+    t.ok(r.wait_batches('types', count=3, timeout=10), 'collection goes on meanwhile')
+    pg.psql('grant create on database metrics3 to writer')
+    t.ok(r.wait_log('permission denied for schema public', 20),
+         'then the missing right on schema public is named', r.log())
+    t.is_(r.log().count('could not prepare the sink schema'), 2,
+          'each distinct error is logged once, not at every retry')
+    pg.psql('grant create on schema public to writer', db='metrics3')
+    t.ok(r.wait_log('connected again', 40), 'retried after the grant', r.log())
+    time.sleep(2)
+    t.is_(r.stop(), 0, 'exit 0')
+    t.is_(pg.psql("select count(*) from public.types", db='metrics3'),
+          str(sum(len(b['data']) for b in r.batches('types'))),
+          'every row collected while the sink refused is stored')
+
     # Retention drops exactly the partitions older than the window.
     q(pg, "select admin.ensure_partitions('types', now() - interval '6 days', "
           "now() - interval '1 day', 86400)")

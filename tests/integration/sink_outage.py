@@ -122,6 +122,26 @@ def main():
     t.ok(kills >= 3, 'the sink connection was killed %d times' % kills)
     t.ok(r.summary().get('sink_rows_dropped') == 0, 'nothing dropped', r.summary())
     compare(t, r, sink, 'big', 'kills mid-COPY')
+
+    # 4. SIGTERM while the sink is down: wait --shutdown-timeout, then say what was lost.
+    r = Reaper(sys.argv[1], SOURCES.format(conn=src.conn_str(), metrics='{seq: 1}'), METRICS,
+               args=['--sink', sink_uri(sink), '--shutdown-timeout', '2']).start()
+    t.ok(r.wait_log('schema ready', 15), 'sink ready before the last outage', r.log())
+    sink.stop('fast')
+    time.sleep(3)
+    t0 = time.time()
+    t.is_(r.stop(), 0, 'SIGTERM with the sink down: exit 0')
+    t.ok(time.time() - t0 < 6, 'gave up after --shutdown-timeout')
+    lost = r.summary().get('sink_rows_dropped', 0)
+    t.ok(lost >= 2 and '%d rows could not be written before shutdown' % lost in r.log(),
+         'the rows that could not be written are reported (%d)' % lost, r.log())
+    sink.start()
+    since = min(e for e, _ in file_rows(r, 'instance_up')) // 1000
+    missing = 0
+    for metric in ('seq', 'instance_up'):
+        stored = [x for x in sink_rows(sink, metric) if int(x[0]) >= since]
+        missing += len(file_rows(r, metric)) - len(stored)
+    t.is_(lost, missing, 'and that count is exactly what the sink is missing')
     t.done()
 
 

@@ -385,6 +385,9 @@ static void on_sinks_closed(void *arg)
 static void shutdown_finish(rp_reaper *r)
 {
     (void)rp_sinks_flush(&r->sinks);
+    /* Sinks free themselves as they finish closing, some later than others: nothing may
+     * look at the sink array from now on. */
+    uv_prepare_stop(&r->sink_check);
     rp_sinks_close(&r->sinks, on_sinks_closed, r);
 }
 

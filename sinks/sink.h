@@ -96,7 +96,8 @@ void rp_sinks_write(rp_sinks *s, const rp_batch *batch);
 /* Flush every sink now; returns the first error (all sinks are flushed regardless). */
 int rp_sinks_flush(rp_sinks *s);
 /* Close all sinks; cb runs when the last one is closed (s->totals then holds the sum of
- * their final counters). */
+ * their final counters). Each sink frees itself when it is done, so the caller must not
+ * touch s->v after this call. */
 void rp_sinks_close(rp_sinks *s, rp_sinks_closed_cb cb, void *arg);
 
 extern const rp_sink_ops rp_sink_jsonfile_ops;

@@ -129,9 +129,10 @@ static const char rp_pg_schema_sql[] =
     "  end loop;\n"
     "  return v_n;\n"
     "end $f$;\n"
-    "insert into admin.migration (id, version) values\n"
-    "  (1, 'pgreaper 1: admin schema, metrics_template, partition and retention functions')\n"
-    "  on conflict (id) do nothing;\n"
+    /* no ON CONFLICT: a migration table made by pgwatch may lack a unique key on id */
+    "insert into admin.migration (id, version)\n"
+    "  select 1, 'pgreaper 1: admin schema, metrics_template, partition and retention functions'\n"
+    "   where not exists (select from admin.migration where version like 'pgreaper 1:%');\n"
     "commit;\n";
 
 #endif /* RP_SINKS_POSTGRES_SCHEMA_H */

@@ -152,6 +152,24 @@ def main():
     t.is_(pg.psql("select count(distinct dbname) from public.types", db='metrics2'), '2',
           'both wrote')
 
+    # A sink database that pgwatch set up first (admin.migration without a key, its own
+    # template): pgreaper adds its parts and writes.
+    pg.psql('create database metrics4')
+    pg.psql('create schema admin; create table admin.migration (id int, version text); '
+            "insert into admin.migration values (0, '00179'), (1, '00824'); "
+            'create table admin.metrics_template (time timestamptz default now() not null, '
+            'dbname text not null, data jsonb not null, tag_data jsonb, check (false))',
+            db='metrics4')
+    sink4 = 'postgresql:///metrics4?host=%s&port=%d&user=postgres' % (pg.sock, pg.port)
+    r = Reaper(sys.argv[1], SOURCES.format(name=NAME, conn=pg.conn_str()), METRICS,
+               args=['--sink', sink4]).start()
+    t.ok(r.wait_log('schema ready', 15), 'schema set up over a pgwatch one', r.log())
+    time.sleep(2)
+    t.is_(r.stop(), 0, 'exit 0 on a pgwatch sink')
+    t.ok(int(pg.psql('select count(*) from public.types', db='metrics4')) > 0, 'rows written')
+    t.is_(pg.psql("select count(*) from admin.migration", db='metrics4'), '3',
+          "pgwatch's migration rows kept, pgreaper's added once")
+
     # A sink role without the right to create the schema: a clear error, collection goes
     # on, and the rows are written once the right is granted.
     pg.psql('create database metrics3')

@@ -183,3 +183,71 @@ const char *rp_pgconn_error(const PGconn *conn, const char *conn_str, char *out,
         out[--n] = '\0';
     return out;
 }
+
+void rp_pgconn_watch_init(rp_pgconn_watch *w, uv_loop_t *loop, uv_poll_cb cb, uv_close_cb closed_cb,
+                          void *data, unsigned *pending)
+{
+    memset(w, 0, sizeof(*w));
+    w->loop = loop;
+    w->cb = cb;
+    w->closed_cb = closed_cb;
+    w->data = data;
+    w->pending = pending;
+    w->fd = -1;
+}
+
+void rp_pgconn_watch_stop(rp_pgconn_watch *w)
+{
+    if (!w->poll)
+        return;
+    uv_poll_stop(w->poll);
+    (*w->pending)++;
+    uv_close((uv_handle_t *)w->poll, w->closed_cb);
+    w->poll = NULL;
+    w->fd = -1;
+    w->events = 0;
+}
+
+int rp_pgconn_watch_set(rp_pgconn_watch *w, const PGconn *conn, int events)
+{
+    int fd = PQsocket(conn);
+    if (fd < 0)
+        return -EBADF;
+    if (w->poll && w->fd != fd)
+        rp_pgconn_watch_stop(w);
+    if (!w->poll) {
+        w->poll = rp_malloc(sizeof(uv_poll_t));
+        int rc = uv_poll_init(w->loop, w->poll, fd);
+        if (rc < 0) {
+            rp_free(w->poll);
+            w->poll = NULL;
+            return rc;
+        }
+        w->poll->data = w->data;
+        w->fd = fd;
+        w->events = 0;
+    }
+    if (events != w->events) {
+        int rc = uv_poll_start(w->poll, events, w->cb);
+        if (rc < 0)
+            return rc;
+        w->events = events;
+    }
+    return 0;
+}
+
+int rp_pgconn_poll_wait(int polling_status)
+{
+    switch ((PostgresPollingStatusType)polling_status) {
+    case PGRES_POLLING_READING:
+        return UV_READABLE;
+    case PGRES_POLLING_WRITING:
+        return UV_WRITABLE;
+    case PGRES_POLLING_OK:
+        return 0;
+    case PGRES_POLLING_FAILED:
+    case PGRES_POLLING_ACTIVE:
+        break;
+    }
+    return -1;
+}

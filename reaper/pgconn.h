@@ -10,6 +10,8 @@
 
 #include <stddef.h>
 
+#include <uv.h>
+
 #include "reaper/compiler.h"
 
 struct addrinfo;
@@ -49,5 +51,34 @@ struct pg_conn *rp_pgconn_start(const rp_pgconn_params *p, const char *applicati
  * scrubbed, into out. Returns out. */
 const char *rp_pgconn_error(const struct pg_conn *conn, const char *conn_str, char *out,
                             size_t len);
+
+/*
+ * The poll handle on a libpq connection's socket, for the source reaper and the sink.
+ * libpq may switch sockets while connecting (several hosts), so the handle is re-created
+ * when the socket changes; uv_poll_start is called only when the events change. A handle
+ * that is replaced or stopped is closed asynchronously: *pending is incremented, and the
+ * owner's closed_cb must rp_free() the handle (its data is the owner) and decrement it.
+ */
+typedef struct rp_pgconn_watch {
+    uv_loop_t *loop;
+    uv_poll_cb cb;
+    uv_close_cb closed_cb;
+    void *data;        /* each handle's data: the owner */
+    unsigned *pending; /* the owner's count of closes in flight */
+    uv_poll_t *poll;   /* NULL when not watching */
+    int fd;
+    int events;
+} rp_pgconn_watch;
+
+void rp_pgconn_watch_init(rp_pgconn_watch *w, uv_loop_t *loop, uv_poll_cb cb, uv_close_cb closed_cb,
+                          void *data, unsigned *pending);
+/* Watch conn's socket for events. 0 or negative errno. */
+RP_NODISCARD int rp_pgconn_watch_set(rp_pgconn_watch *w, const struct pg_conn *conn, int events);
+/* Stop watching (before PQfinish closes the socket). */
+void rp_pgconn_watch_stop(rp_pgconn_watch *w);
+
+/* What a PQconnectPoll status waits for: UV_READABLE or UV_WRITABLE; 0 when connected;
+ * -1 when the attempt failed. */
+int rp_pgconn_poll_wait(int polling_status);
 
 #endif /* RP_REAPER_PGCONN_H */

@@ -105,9 +105,7 @@ struct rp_source {
 
     PGconn *conn;
     FILE *trace;
-    uv_poll_t *poll; /* heap: re-created when the socket changes */
-    int poll_fd;
-    int poll_events;
+    rp_pgconn_watch watch; /* the poll handle on the connection's socket */
     int io_events;
     bool is_tcp;
     uv_timer_t tick_timer;
@@ -255,43 +253,12 @@ static void on_poll_closed(uv_handle_t *h)
 
 static void unwatch(rp_source *src)
 {
-    if (!src->poll)
-        return;
-    uv_poll_stop(src->poll);
-    src->pending_closes++;
-    uv_close((uv_handle_t *)src->poll, on_poll_closed);
-    src->poll = NULL;
-    src->poll_fd = -1;
-    src->poll_events = 0;
+    rp_pgconn_watch_stop(&src->watch);
 }
 
-/* Watch the connection's socket for events; re-creates the handle if the socket changed. */
 static int watch(rp_source *src, int events)
 {
-    int fd = PQsocket(src->conn);
-    if (fd < 0)
-        return -EBADF;
-    if (src->poll && src->poll_fd != fd)
-        unwatch(src);
-    if (!src->poll) {
-        src->poll = rp_malloc(sizeof(uv_poll_t));
-        int rc = uv_poll_init(src->opts->loop, src->poll, fd);
-        if (rc < 0) {
-            rp_free(src->poll);
-            src->poll = NULL;
-            return rc;
-        }
-        src->poll->data = src;
-        src->poll_fd = fd;
-        src->poll_events = 0;
-    }
-    if (events != src->poll_events) {
-        int rc = uv_poll_start(src->poll, events, on_poll);
-        if (rc < 0)
-            return rc;
-        src->poll_events = events;
-    }
-    return 0;
+    return rp_pgconn_watch_set(&src->watch, src->conn, events);
 }
 
 static void disconnect(rp_source *src)
@@ -570,24 +537,16 @@ static void step_connecting(rp_source *src, rp_event ev)
     }
     if (ev != EV_IO && ev != EV_IO_ERROR)
         return;
-    PostgresPollingStatusType st = PQconnectPoll(src->conn);
-    int rc = 0;
-    switch (st) {
-    case PGRES_POLLING_READING:
-        rc = watch(src, UV_READABLE);
-        break;
-    case PGRES_POLLING_WRITING:
-        rc = watch(src, UV_WRITABLE);
-        break;
-    case PGRES_POLLING_OK:
+    int wait = rp_pgconn_poll_wait(PQconnectPoll(src->conn));
+    if (wait == 0) {
         connected(src);
         return;
-    case PGRES_POLLING_FAILED:
-    case PGRES_POLLING_ACTIVE:
+    }
+    if (wait < 0) {
         enter_backoff(src, conn_error(src));
         return;
     }
-    if (rc < 0)
+    if (watch(src, wait) < 0)
         enter_backoff(src, "could not watch the connection's socket");
 }
 
@@ -1109,10 +1068,11 @@ rp_source *rp_source_create(const rp_source_opts *opts, const rp_source_def *def
     rp_buf m = RP_BUF_INIT;
     rp_connstr_mask(def->conn_str, &m);
     src->masked_conn = m.data ? m.data : rp_strdup("");
-    src->poll_fd = -1;
     src->cur_timeout_ms = -1;
     src->backoff_ms = BACKOFF_MIN_MS;
     rp_sched_init(&src->sched);
+    rp_pgconn_watch_init(&src->watch, opts->loop, on_poll, on_poll_closed, src,
+                         &src->pending_closes);
     uv_timer_init(opts->loop, &src->tick_timer);
     uv_timer_init(opts->loop, &src->io_timer);
     src->tick_timer.data = src->io_timer.data = src;

@@ -92,8 +92,8 @@ struct pg_sink {
     bool resolving;
     uv_getaddrinfo_t resolver;
     PGconn *conn;
-    uv_poll_t *poll;
-    int poll_fd, poll_events, io_events;
+    rp_pgconn_watch watch; /* the poll handle on the connection's socket */
+    int io_events;
     uv_timer_t timer;       /* backoff, batching delay, or the current deadline */
     uv_timer_t maint_timer; /* maintenance interval; shutdown deadline while closing */
     unsigned pending_closes;
@@ -436,39 +436,12 @@ static void on_poll_closed(uv_handle_t *h)
 
 static void unwatch(pg_sink *s)
 {
-    if (!s->poll)
-        return;
-    uv_poll_stop(s->poll);
-    s->pending_closes++;
-    uv_close((uv_handle_t *)s->poll, on_poll_closed);
-    s->poll = NULL;
-    s->poll_events = 0;
+    rp_pgconn_watch_stop(&s->watch);
 }
 
 static int watch(pg_sink *s, int events)
 {
-    int fd = PQsocket(s->conn);
-    if (fd < 0)
-        return -EBADF;
-    if (s->poll && s->poll_fd != fd)
-        unwatch(s);
-    if (!s->poll) {
-        s->poll = rp_malloc(sizeof(uv_poll_t));
-        if (uv_poll_init(s->loop, s->poll, fd) < 0) {
-            rp_free(s->poll);
-            s->poll = NULL;
-            return -EIO;
-        }
-        s->poll->data = s;
-        s->poll_fd = fd;
-        s->poll_events = 0;
-    }
-    if (events != s->poll_events) {
-        if (uv_poll_start(s->poll, events, on_poll) < 0)
-            return -EIO;
-        s->poll_events = events;
-    }
-    return 0;
+    return rp_pgconn_watch_set(&s->watch, s->conn, events);
 }
 
 static void unpin_all(pg_sink *s)
@@ -525,18 +498,23 @@ static int send_query(pg_sink *s, const char *sql, int nparams, const char *cons
     return 0;
 }
 
+/* Read what arrived and push what is queued. PQflush's result (0 or 1), or -1 after
+ * entering BACKOFF because the connection failed. */
+static int consume_and_flush(pg_sink *s)
+{
+    int f = -1;
+    if ((!(s->io_events & UV_READABLE) || PQconsumeInput(s->conn)) && (f = PQflush(s->conn)) >= 0)
+        return f;
+    enter_backoff(s, conn_error(s));
+    return -1;
+}
+
 /* Read results; when the statement is complete, call its done function. */
 static void pump_query(pg_sink *s)
 {
-    if ((s->io_events & UV_READABLE) && !PQconsumeInput(s->conn)) {
-        enter_backoff(s, conn_error(s));
+    int f = consume_and_flush(s);
+    if (f < 0)
         return;
-    }
-    int f = PQflush(s->conn);
-    if (f < 0) {
-        enter_backoff(s, conn_error(s));
-        return;
-    }
     while (!PQisBusy(s->conn)) {
         PGresult *r = PQgetResult(s->conn);
         if (!r) {
@@ -723,6 +701,8 @@ static void pump_copy(pg_sink *s)
         enter_backoff(s, conn_error(s));
         return;
     }
+    /* Only flush here: consuming input again after queueing COPY data (as
+     * consume_and_flush does) made COPYs stall under CPU load in sink.py, 5 runs of 7. */
     int f = PQflush(s->conn);
     if (f < 0) {
         enter_backoff(s, conn_error(s));
@@ -976,24 +956,16 @@ static void connected(pg_sink *s)
 
 static void step_connecting(pg_sink *s)
 {
-    PostgresPollingStatusType st = PQconnectPoll(s->conn);
-    int rc = 0;
-    switch (st) {
-    case PGRES_POLLING_READING:
-        rc = watch(s, UV_READABLE);
-        break;
-    case PGRES_POLLING_WRITING:
-        rc = watch(s, UV_WRITABLE);
-        break;
-    case PGRES_POLLING_OK:
+    int wait = rp_pgconn_poll_wait(PQconnectPoll(s->conn));
+    if (wait == 0) {
         connected(s);
         return;
-    case PGRES_POLLING_FAILED:
-    case PGRES_POLLING_ACTIVE:
+    }
+    if (wait < 0) {
         enter_backoff(s, conn_error(s));
         return;
     }
-    if (rc < 0)
+    if (watch(s, wait) < 0)
         enter_backoff(s, "could not watch the sink connection's socket");
 }
 
@@ -1141,7 +1113,7 @@ static int pg_open(const char *uri, uv_loop_t *loop, const rp_sink_opts *opts, r
     s->loop = loop;
     s->opts = *opts;
     s->backoff_ms = BACKOFF_MIN_MS;
-    s->poll_fd = -1;
+    rp_pgconn_watch_init(&s->watch, loop, on_poll, on_poll_closed, s, &s->pending_closes);
     uv_timer_init(loop, &s->timer);
     uv_timer_init(loop, &s->maint_timer);
     s->timer.data = s->maint_timer.data = s;

@@ -18,6 +18,7 @@
 
 #include "reaper/buf.h"
 #include "reaper/connstr.h"
+#include "reaper/log.h"
 #include "reaper/mem.h"
 
 void rp_pgconn_params_fini(rp_pgconn_params *p)
@@ -143,6 +144,13 @@ static char *hostaddr_list(const rp_pgconn_params *p)
     return b.data;
 }
 
+/* Server notices (e.g. "schema ... already exists, skipping", or RAISE NOTICE in a metric's
+ * function) go to the debug log, not raw to stderr as libpq would print them. */
+static void on_notice(void *arg, const char *message)
+{
+    rp_log_at(RP_LOG_DEBUG, NULL, NULL, NULL, "%s: server notice: %s", (const char *)arg, message);
+}
+
 PGconn *rp_pgconn_start(const rp_pgconn_params *p, const char *application_name)
 {
     const char **kw = rp_calloc(p->nkw + 4, sizeof(char *));
@@ -166,7 +174,8 @@ PGconn *rp_pgconn_start(const rp_pgconn_params *p, const char *application_name)
         val[n++] = "UTF8";
     }
     PGconn *conn = PQconnectStartParams(kw, val, 0);
-    rp_free(ha);
+    if (conn)
+        PQsetNoticeProcessor(conn, on_notice, (void *)application_name);
     rp_free(kw);
     rp_free(val);
     return conn;

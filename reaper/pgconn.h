@@ -42,8 +42,9 @@ void rp_pgconn_set_addr(rp_pgconn_params *p, size_t idx, const struct addrinfo *
 
 /*
  * PQconnectStartParams with the resolved addresses as hostaddr, application_name (unless
- * the conn_str sets one) and client_encoding UTF8 (unless set). Returns the new PGconn
- * (check PQstatus), or NULL when out of memory.
+ * the conn_str sets one) and client_encoding UTF8 (unless set); server notices go to the
+ * debug log. application_name must be a string literal (it labels the notices). Returns
+ * the new PGconn (check PQstatus), or NULL when out of memory.
  */
 struct pg_conn *rp_pgconn_start(const rp_pgconn_params *p, const char *application_name);
 

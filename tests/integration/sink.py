@@ -149,6 +149,7 @@ def main():
     for i, x in enumerate(rs):
         t.is_(x.stop(), 0, 'process %d exits 0' % i)
         t.ok('ERROR' not in x.log(), 'process %d logged no error' % i, x.log())
+        t.ok('NOTICE' not in x.log(), "process %d: server notices stay out of the log" % i)
     t.is_(pg.psql("select count(distinct dbname) from public.types", db='metrics2'), '2',
           'both wrote')
 

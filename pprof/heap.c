@@ -1,0 +1,498 @@
+/* SPDX-License-Identifier: PostgreSQL
+ *
+ * Heap counters, Poisson sampling and the heap/allocs profiles: see heap.h.
+ *
+ * Nothing reachable from the hooks calls a function that allocates: profiler memory
+ * comes from mmap'd arenas, the tables are lock-free for readers, and the only locks
+ * are short spinlocks (pointer table stripes, arena) and one mutex for thread exit.
+ */
+#include "pprof/heap.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pprof/pbuild.h"
+#include "pprof/stack.h"
+#include "reaper/mem.h"
+
+#define NSLOTS      512
+#define BUCKET_HEAD 4096
+#define PTR_HEADS   (1u << 16)
+#define PTR_LOCKS   1024
+#define FIX         65536.0 /* weights are fixed point, 16 fraction bits */
+#define ARENA_CHUNK (1u << 20)
+
+extern const int rp_malloc_interposed __attribute__((weak));
+
+__thread rp_heap_tls rp_heap_t __attribute__((tls_model("initial-exec")));
+_Atomic uint64_t rp_heap_nlive;
+
+static rp_heap_slot slots[NSLOTS];
+static rp_heap_slot overflow = {.shared = true};
+static rp_heap_slot exited = {.shared = true};
+static pthread_mutex_t exit_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_key_t exit_key;
+static _Atomic bool key_ready;
+static _Atomic long heap_rate;
+static _Atomic bool heap_ready;
+static _Atomic uint64_t samples_dropped;
+
+typedef struct bucket {
+    struct bucket *_Atomic next;
+    uint64_t hash;
+    _Atomic int64_t alloc_w, alloc_bw, inuse_w, inuse_bw; /* unsampled, fixed point */
+    _Atomic int64_t raw_alloc_n, raw_alloc_b, raw_inuse_n, raw_inuse_b;
+    uint32_t depth;
+    uintptr_t pcs[];
+} bucket;
+
+typedef struct pnode {
+    struct pnode *next;
+    uintptr_t ptr;
+    bucket *b;
+    int64_t w, wb; /* fixed-point weight and weight x size */
+    size_t size;
+} pnode;
+
+static bucket *_Atomic buckets[BUCKET_HEAD];
+static _Atomic size_t nbuckets;
+static pthread_mutex_t bucket_lock = PTHREAD_MUTEX_INITIALIZER;
+static pnode *ptr_heads[PTR_HEADS]; /* written under the stripe lock, read racily for NULL */
+static atomic_flag ptr_locks[PTR_LOCKS];
+static atomic_flag arena_lock = ATOMIC_FLAG_INIT;
+static char *arena_cur, *arena_end;
+static pnode *node_free;
+
+bool rp_heap_available(void)
+{
+    return &rp_malloc_interposed != NULL;
+}
+
+static void spin_lock(atomic_flag *f)
+{
+    while (atomic_flag_test_and_set_explicit(f, memory_order_acquire))
+        ;
+}
+
+static void spin_unlock(atomic_flag *f)
+{
+    atomic_flag_clear_explicit(f, memory_order_release);
+}
+
+/* ---- per-thread counter slots ------------------------------------------------------ */
+
+static void slot_fold(void *arg)
+{
+    rp_heap_slot *s = arg;
+    pthread_mutex_lock(&exit_lock);
+    rp_heap_t.slot = &overflow;
+    atomic_fetch_add(&exited.mallocs, atomic_load(&s->mallocs));
+    atomic_fetch_add(&exited.frees, atomic_load(&s->frees));
+    atomic_fetch_add(&exited.alloc_bytes, atomic_load(&s->alloc_bytes));
+    atomic_fetch_add(&exited.free_bytes, atomic_load(&s->free_bytes));
+    atomic_store(&s->mallocs, 0);
+    atomic_store(&s->frees, 0);
+    atomic_store(&s->alloc_bytes, 0);
+    atomic_store(&s->free_bytes, 0);
+    atomic_store(&s->in_use, 0);
+    pthread_mutex_unlock(&exit_lock);
+}
+
+rp_heap_slot *rp_heap_slot_claim(void)
+{
+    rp_heap_slot *s = &overflow;
+    for (size_t i = 0; i < NSLOTS; i++) {
+        int zero = 0;
+        if (atomic_load_explicit(&slots[i].in_use, memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_strong(&slots[i].in_use, &zero, 1)) {
+            s = &slots[i];
+            break;
+        }
+    }
+    rp_heap_t.slot = s;
+    if (s != &overflow && atomic_load(&key_ready))
+        pthread_setspecific(exit_key, s);
+    return s;
+}
+
+static void add_slot(rp_heap_totals *t, rp_heap_slot *s)
+{
+    t->mallocs += atomic_load_explicit(&s->mallocs, memory_order_relaxed);
+    t->frees += atomic_load_explicit(&s->frees, memory_order_relaxed);
+    t->alloc_bytes += atomic_load_explicit(&s->alloc_bytes, memory_order_relaxed);
+    t->free_bytes += atomic_load_explicit(&s->free_bytes, memory_order_relaxed);
+}
+
+void rp_heap_totals_get(rp_heap_totals *t)
+{
+    memset(t, 0, sizeof(*t));
+    pthread_mutex_lock(&exit_lock);
+    for (size_t i = 0; i < NSLOTS; i++)
+        if (atomic_load(&slots[i].in_use))
+            add_slot(t, &slots[i]);
+    add_slot(t, &overflow);
+    add_slot(t, &exited);
+    pthread_mutex_unlock(&exit_lock);
+    t->samples_live = atomic_load(&rp_heap_nlive);
+    t->samples_dropped = atomic_load(&samples_dropped);
+}
+
+static void atfork_child(void)
+{
+    for (size_t i = 0; i < PTR_LOCKS; i++)
+        atomic_flag_clear(&ptr_locks[i]);
+    atomic_flag_clear(&arena_lock);
+    pthread_mutex_init(&exit_lock, NULL);
+    pthread_mutex_init(&bucket_lock, NULL);
+}
+
+void rp_heap_init(long rate)
+{
+    if (!atomic_load(&key_ready) && pthread_key_create(&exit_key, slot_fold) == 0) {
+        atomic_store(&key_ready, true);
+        if (rp_heap_t.slot && rp_heap_t.slot != &overflow)
+            pthread_setspecific(exit_key, rp_heap_t.slot);
+        pthread_atfork(NULL, NULL, atfork_child);
+    }
+    rp_stack_init();
+    atomic_store(&heap_rate, rate < 0 ? 0 : rate);
+    atomic_store(&heap_ready, true);
+    rp_heap_t.until = 0;
+}
+
+long rp_heap_rate(void)
+{
+    return atomic_load(&heap_rate);
+}
+
+void rp_heap_guard_enter(void)
+{
+    rp_heap_t.guard++;
+}
+
+void rp_heap_guard_leave(void)
+{
+    rp_heap_t.guard--;
+}
+
+/* ---- arena for buckets and pointer nodes (never returned to the OS) ---------------- */
+
+static void *arena_alloc(size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    spin_lock(&arena_lock);
+    if ((size_t)(arena_end - arena_cur) < n) {
+        size_t len = n > ARENA_CHUNK ? n : ARENA_CHUNK;
+        void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) {
+            spin_unlock(&arena_lock);
+            return NULL;
+        }
+        arena_cur = p;
+        arena_end = arena_cur + len;
+    }
+    void *r = arena_cur;
+    arena_cur += n;
+    spin_unlock(&arena_lock);
+    return r;
+}
+
+static pnode *node_get(void)
+{
+    spin_lock(&arena_lock);
+    pnode *n = node_free;
+    if (n)
+        node_free = n->next;
+    spin_unlock(&arena_lock);
+    return n ? n : arena_alloc(sizeof(pnode));
+}
+
+static void node_put(pnode *n)
+{
+    spin_lock(&arena_lock);
+    n->next = node_free;
+    node_free = n;
+    spin_unlock(&arena_lock);
+}
+
+/* ---- sampling ------------------------------------------------------------------------ */
+
+static uint64_t next_random(rp_heap_tls *t)
+{
+    if (t->rng == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        t->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)(uintptr_t)t ^ ((uint64_t)gettid() | 1);
+    }
+    t->rng ^= t->rng >> 12; /* xorshift64* */
+    t->rng ^= t->rng << 25;
+    t->rng ^= t->rng >> 27;
+    return t->rng * 0x2545F4914F6CDD1DULL;
+}
+
+/* Bytes to the next sample: exponential with mean rate (0 when rate is 1). */
+static int64_t next_gap(rp_heap_tls *t, long rate)
+{
+    if (rate <= 1)
+        return 0;
+    double u = (double)((next_random(t) >> 11) + 1) * (1.0 / 9007199254740992.0);
+    return (int64_t)(-log(u) * (double)rate);
+}
+
+static uint64_t hash_stack(const uintptr_t *pcs, int n)
+{
+    uint64_t h = 0x9E3779B97F4A7C15ULL;
+    for (int i = 0; i < n; i++)
+        h = (h ^ pcs[i]) * 0xff51afd7ed558ccdULL;
+    return h ^ (h >> 29);
+}
+
+static bucket *bucket_find(bucket *b, uint64_t h, const uintptr_t *pcs, int n)
+{
+    for (; b; b = atomic_load_explicit(&b->next, memory_order_acquire))
+        if (b->hash == h && b->depth == (uint32_t)n && memcmp(b->pcs, pcs, n * sizeof(*pcs)) == 0)
+            return b;
+    return NULL;
+}
+
+static bucket *bucket_get(const uintptr_t *pcs, int n)
+{
+    uint64_t h = hash_stack(pcs, n);
+    bucket *_Atomic *head = &buckets[h % BUCKET_HEAD];
+    bucket *b = bucket_find(atomic_load_explicit(head, memory_order_acquire), h, pcs, n);
+    if (b)
+        return b;
+    pthread_mutex_lock(&bucket_lock);
+    b = bucket_find(atomic_load(head), h, pcs, n);
+    if (!b && (b = arena_alloc(sizeof(bucket) + (size_t)n * sizeof(uintptr_t))) != NULL) {
+        memset(b, 0, sizeof(*b));
+        b->hash = h;
+        b->depth = (uint32_t)n;
+        memcpy(b->pcs, pcs, (size_t)n * sizeof(*pcs));
+        atomic_store_explicit(&b->next, atomic_load(head), memory_order_relaxed);
+        atomic_store_explicit(head, b, memory_order_release);
+        atomic_fetch_add(&nbuckets, 1);
+    }
+    pthread_mutex_unlock(&bucket_lock);
+    return b;
+}
+
+static size_t ptr_slot(uintptr_t p)
+{
+    return (size_t)((p * 0x9E3779B97F4A7C15ULL) >> 48); /* 16 bits */
+}
+
+static void remember(void *p, size_t size, bucket *b, int64_t w)
+{
+    pnode *n = node_get();
+    if (!n) {
+        atomic_fetch_add(&samples_dropped, 1);
+        return;
+    }
+    *n = (pnode){.ptr = (uintptr_t)p, .b = b, .w = w, .wb = w * (int64_t)size, .size = size};
+    atomic_fetch_add(&b->alloc_w, w);
+    atomic_fetch_add(&b->alloc_bw, n->wb);
+    atomic_fetch_add(&b->inuse_w, w);
+    atomic_fetch_add(&b->inuse_bw, n->wb);
+    atomic_fetch_add(&b->raw_alloc_n, 1);
+    atomic_fetch_add(&b->raw_alloc_b, (int64_t)size);
+    atomic_fetch_add(&b->raw_inuse_n, 1);
+    atomic_fetch_add(&b->raw_inuse_b, (int64_t)size);
+    size_t i = ptr_slot(n->ptr);
+    spin_lock(&ptr_locks[i % PTR_LOCKS]);
+    n->next = ptr_heads[i];
+    __atomic_store_n(&ptr_heads[i], n, __ATOMIC_RELEASE);
+    atomic_fetch_add(&rp_heap_nlive, 1);
+    spin_unlock(&ptr_locks[i % PTR_LOCKS]);
+}
+
+static __attribute__((noinline)) void record(void *p, size_t size, long rate)
+{
+    uintptr_t pcs[RP_STACK_MAX];
+    /* skip this frame and rp_heap_sample_slow's: pcs[0] is in the malloc wrapper */
+    int n = rp_stack_here(pcs, RP_STACK_MAX, 2);
+    int skip = n > 1 ? 1 : 0; /* drop the wrapper: the leaf is malloc's caller */
+    bucket *b = bucket_get(pcs + skip, n - skip);
+    if (!b) {
+        atomic_fetch_add(&samples_dropped, 1);
+        return;
+    }
+    double w = (rate <= 1 || size == 0) ? 1.0 : 1.0 / (1.0 - exp(-(double)size / (double)rate));
+    remember(p, size, b, (int64_t)llround(w * FIX));
+}
+
+void rp_heap_sample_slow(void *p, size_t size)
+{
+    rp_heap_tls *t = &rp_heap_t;
+    long rate = atomic_load_explicit(&heap_rate, memory_order_relaxed);
+    if (!atomic_load_explicit(&heap_ready, memory_order_relaxed) || rate <= 0) {
+        t->until = INT64_MAX / 2;
+        return;
+    }
+    t->until = next_gap(t, rate);
+    if (t->guard)
+        return;
+    t->guard++;
+    record(p, size, rate);
+    t->guard--;
+}
+
+void rp_heap_forget(void *p)
+{
+    size_t i = ptr_slot((uintptr_t)p);
+    if (!__atomic_load_n(&ptr_heads[i], __ATOMIC_RELAXED))
+        return; /* p is ours to free: it cannot be being inserted right now */
+    spin_lock(&ptr_locks[i % PTR_LOCKS]);
+    pnode **pp = &ptr_heads[i], *n;
+    while ((n = *pp) && n->ptr != (uintptr_t)p)
+        pp = &n->next;
+    if (n) {
+        __atomic_store_n(pp, n->next, __ATOMIC_RELAXED);
+        atomic_fetch_sub(&rp_heap_nlive, 1);
+    }
+    spin_unlock(&ptr_locks[i % PTR_LOCKS]);
+    if (!n)
+        return;
+    atomic_fetch_sub(&n->b->inuse_w, n->w);
+    atomic_fetch_sub(&n->b->inuse_bw, n->wb);
+    atomic_fetch_sub(&n->b->raw_inuse_n, 1);
+    atomic_fetch_sub(&n->b->raw_inuse_b, (int64_t)n->size);
+    node_put(n);
+}
+
+/* ---- profiles ------------------------------------------------------------------------ */
+
+typedef struct heap_row {
+    const bucket *b;
+    int64_t v[4]; /* alloc_objects, alloc_space, inuse_objects, inuse_space (unsampled) */
+    int64_t raw[4];
+} heap_row;
+
+static int64_t unfix(int64_t v)
+{
+    return (v + (int64_t)(FIX / 2)) / (int64_t)FIX;
+}
+
+/* Rows for every bucket with something to show; the caller frees *rows. */
+static size_t snapshot(heap_row **rows)
+{
+    size_t cap = atomic_load(&nbuckets) + 1, n = 0;
+    *rows = rp_calloc(cap, sizeof(heap_row));
+    for (size_t h = 0; h < BUCKET_HEAD; h++) {
+        for (bucket *b = atomic_load_explicit(&buckets[h], memory_order_acquire); b && n < cap;
+             b = atomic_load_explicit(&b->next, memory_order_acquire)) {
+            heap_row *r = &(*rows)[n];
+            r->b = b;
+            r->v[0] = unfix(atomic_load(&b->alloc_w));
+            r->v[1] = unfix(atomic_load(&b->alloc_bw));
+            r->v[2] = unfix(atomic_load(&b->inuse_w));
+            r->v[3] = unfix(atomic_load(&b->inuse_bw));
+            r->raw[0] = atomic_load(&b->raw_alloc_n);
+            r->raw[1] = atomic_load(&b->raw_alloc_b);
+            r->raw[2] = atomic_load(&b->raw_inuse_n);
+            r->raw[3] = atomic_load(&b->raw_inuse_b);
+            if (r->raw[0] > 0)
+                n++;
+        }
+    }
+    return n;
+}
+
+static void heap_comments(rp_pbuild *pb)
+{
+    rp_heap_totals t;
+    char line[256];
+    rp_heap_totals_get(&t);
+    snprintf(line, sizeof(line), "pgreaper heap: sample rate %ld bytes, malloc interposed: %s",
+             rp_heap_rate(), rp_heap_available() ? "yes" : "no");
+    rp_pbuild_comment(pb, line);
+    snprintf(line, sizeof(line),
+             "exact: HeapAlloc=%llu HeapObjects=%llu TotalAlloc=%llu Mallocs=%llu Frees=%llu",
+             (unsigned long long)(t.alloc_bytes - t.free_bytes),
+             (unsigned long long)(t.mallocs - t.frees), (unsigned long long)t.alloc_bytes,
+             (unsigned long long)t.mallocs, (unsigned long long)t.frees);
+    rp_pbuild_comment(pb, line);
+}
+
+int rp_heap_profile(rp_buf *out, bool allocs)
+{
+    rp_pbuild *pb = rp_pbuild_new();
+    rp_pbuild_sample_type(pb, "alloc_objects", "count");
+    rp_pbuild_sample_type(pb, "alloc_space", "bytes");
+    rp_pbuild_sample_type(pb, "inuse_objects", "count");
+    rp_pbuild_sample_type(pb, "inuse_space", "bytes");
+    rp_pbuild_period(pb, "space", "bytes", rp_heap_rate());
+    if (allocs)
+        rp_pbuild_default_type(pb, "alloc_space");
+    rp_pbuild_drop_frames(pb, "malloc|calloc|realloc|free|posix_memalign|aligned_alloc|memalign|"
+                              "valloc|pvalloc|rp_malloc|rp_calloc|rp_realloc|rp_try_malloc");
+    heap_comments(pb);
+    heap_row *rows;
+    size_t n = snapshot(&rows);
+    uint64_t locs[RP_STACK_MAX];
+    for (size_t i = 0; i < n; i++) {
+        const bucket *b = rows[i].b;
+        size_t nl = rp_pbuild_stack(pb, b->pcs, b->depth, false, locs);
+        size_t s = rp_pbuild_sample(pb, locs, nl, rows[i].v);
+        rp_pbuild_label_num(pb, s, "bytes", rows[i].raw[1] / rows[i].raw[0], NULL);
+    }
+    free(rows);
+    int rc = rp_pbuild_finish(pb, out);
+    rp_pbuild_free(pb);
+    return rc;
+}
+
+static int cmp_inuse(const void *a, const void *b)
+{
+    const heap_row *x = a, *y = b;
+    return x->raw[3] > y->raw[3] ? -1 : x->raw[3] < y->raw[3];
+}
+
+static void text_stack(rp_buf *out, const bucket *b)
+{
+    for (uint32_t i = 0; i < b->depth; i++)
+        rp_buf_printf(out, " %#lx", (unsigned long)b->pcs[i]);
+    rp_buf_putc(out, '\n');
+    for (uint32_t i = 0; i < b->depth; i++) {
+        rp_buf_printf(out, "#\t%#lx\t", (unsigned long)(b->pcs[i] - 1));
+        rp_pbuild_symbolize(b->pcs[i] - 1, out);
+        rp_buf_putc(out, '\n');
+    }
+    rp_buf_putc(out, '\n');
+}
+
+void rp_heap_text(rp_buf *out)
+{
+    heap_row *rows;
+    size_t n = snapshot(&rows);
+    int64_t sum[4] = {0, 0, 0, 0};
+    qsort(rows, n, sizeof(*rows), cmp_inuse);
+    for (size_t i = 0; i < n; i++)
+        for (int k = 0; k < 4; k++)
+            sum[k] += rows[i].raw[k];
+    rp_buf_printf(out, "heap profile: %lld: %lld [%lld: %lld] @ heap/%ld\n", (long long)sum[2],
+                  (long long)sum[3], (long long)sum[0], (long long)sum[1], 2 * rp_heap_rate());
+    for (size_t i = 0; i < n; i++) {
+        rp_buf_printf(out, "%lld: %lld [%lld: %lld] @", (long long)rows[i].raw[2],
+                      (long long)rows[i].raw[3], (long long)rows[i].raw[0],
+                      (long long)rows[i].raw[1]);
+        text_stack(out, rows[i].b);
+    }
+    free(rows);
+    rp_heap_totals t;
+    rp_heap_totals_get(&t);
+    rp_buf_printf(out,
+                  "\n# pgreaper heap counters\n# HeapAlloc = %llu\n# TotalAlloc = %llu\n"
+                  "# Mallocs = %llu\n# Frees = %llu\n# HeapObjects = %llu\n# SampleRate = %ld\n",
+                  (unsigned long long)(t.alloc_bytes - t.free_bytes),
+                  (unsigned long long)t.alloc_bytes, (unsigned long long)t.mallocs,
+                  (unsigned long long)t.frees, (unsigned long long)(t.mallocs - t.frees),
+                  rp_heap_rate());
+}

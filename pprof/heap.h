@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: PostgreSQL
+ *
+ * Heap accounting and sampling for /debug/pprof/heap and /debug/vars.
+ *
+ * pprof/malloc.c, compiled into the pgreaper executable (not into builds with
+ * AddressSanitizer, which owns malloc there), interposes the malloc family for the whole
+ * process and calls the hooks below. Every call is counted exactly (per-thread counter
+ * slots, folded into a process total when a thread exits); allocations are sampled
+ * with a Poisson process of mean rate bytes (Go's MemProfileRate; 1 = every
+ * allocation, 0 = counters only), each sample keeping its stack and its unsampling
+ * weight 1 / (1 - exp(-size / rate)) until it is freed.
+ *
+ * Profile code (builders, HTTP replies) runs inside rp_heap_guard_enter()/leave(): its
+ * own allocations are counted but never sampled, so a profile does not profile itself
+ * and the hooks never re-enter the sampler.
+ */
+#ifndef RP_PPROF_HEAP_H
+#define RP_PPROF_HEAP_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "reaper/buf.h"
+#include "reaper/compiler.h"
+
+#define RP_HEAP_DEFAULT_RATE 524288
+
+typedef struct rp_heap_totals {
+    uint64_t mallocs, frees;          /* calls (realloc counts as one of each) */
+    uint64_t alloc_bytes, free_bytes; /* usable sizes */
+    uint64_t samples_live, samples_dropped;
+} rp_heap_totals;
+
+/* True when the malloc family is interposed in this executable. */
+bool rp_heap_available(void);
+
+/* Start sampling at rate bytes (0 = off). Call once from main, before other threads. */
+void rp_heap_init(long rate);
+long rp_heap_rate(void);
+
+void rp_heap_totals_get(rp_heap_totals *t);
+
+void rp_heap_guard_enter(void);
+void rp_heap_guard_leave(void);
+
+/* Gzip'd heap profile (allocs: default sample type alloc_space). 0 or -errno. */
+RP_NODISCARD int rp_heap_profile(rp_buf *out, bool allocs);
+/* The legacy text (?debug=1): raw sampled counts, "heap/<2*rate>", then counters. */
+void rp_heap_text(rp_buf *out);
+
+/* ---- for pprof/malloc.c only ---------------------------------------------------- */
+
+typedef struct rp_heap_slot {
+    _Atomic uint64_t mallocs, frees, alloc_bytes, free_bytes;
+    _Atomic int in_use;
+    bool shared; /* the overflow slot: several threads, atomic adds */
+} __attribute__((aligned(64))) rp_heap_slot;
+
+typedef struct rp_heap_tls {
+    rp_heap_slot *slot;
+    int64_t until; /* bytes left before the next sample */
+    uint64_t rng;
+    int guard;
+} rp_heap_tls;
+
+extern __thread rp_heap_tls rp_heap_t __attribute__((tls_model("initial-exec")));
+extern _Atomic uint64_t rp_heap_nlive; /* sampled pointers not yet freed */
+
+rp_heap_slot *rp_heap_slot_claim(void);
+void rp_heap_sample_slow(void *p, size_t size);
+void rp_heap_forget(void *p);
+
+static inline void rp_heap_count(_Atomic uint64_t *c, bool shared, uint64_t n)
+{
+    if (rp_unlikely(shared))
+        atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+    else
+        atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                              memory_order_relaxed);
+}
+
+#endif /* RP_PPROF_HEAP_H */

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: PostgreSQL
+ *
+ * libunwind stack capture: see stack.h.
+ */
+#define UNW_LOCAL_ONLY
+#include "pprof/stack.h"
+
+#include <libunwind.h>
+
+#include "reaper/compiler.h"
+
+void rp_stack_init(void)
+{
+    uintptr_t pcs[8];
+    unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+    (void)rp_stack_here(pcs, 8, 0);
+}
+
+__attribute__((noinline)) int rp_stack_here(uintptr_t *pcs, int max, int skip)
+{
+    void *raw[RP_STACK_MAX + 8];
+    int want = max + skip + 1;
+    if (want > (int)RP_ARRAY_LEN(raw))
+        want = (int)RP_ARRAY_LEN(raw);
+    int n = unw_backtrace(raw, want);
+    int out = 0;
+    for (int i = skip + 1; i < n && out < max; i++)
+        pcs[out++] = (uintptr_t)raw[i];
+    return out;
+}
+
+int rp_stack_from_signal(void *ucontext, uintptr_t *pcs, int max)
+{
+    unw_cursor_t cur;
+    unw_word_t ip;
+    int n = 0;
+    if (unw_init_local2(&cur, (unw_context_t *)ucontext, UNW_INIT_SIGNAL_FRAME) < 0)
+        return 0;
+    do {
+        if (unw_get_reg(&cur, UNW_REG_IP, &ip) < 0 || ip == 0)
+            break;
+        pcs[n++] = (uintptr_t)ip;
+    } while (n < max && unw_step(&cur) > 0);
+    return n;
+}

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: PostgreSQL
+ *
+ * Event-loop task registry for the goroutine-equivalent profile. Every long-lived unit
+ * of work on the loop (a source reaper, a sink writer, the HTTP listener, the
+ * supervisor) registers an rp_task it owns and updates its state as it goes; the
+ * profiler thread snapshots the registry. Registration takes a mutex; state updates are
+ * one atomic store of a pointer to a static string.
+ */
+#ifndef RP_PPROF_TASKS_H
+#define RP_PPROF_TASKS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct rp_task {
+    struct rp_task *prev, *next;
+    const char *role;            /* static: "source", "sink", "http", "supervisor", ... */
+    char *name;                  /* owned copy: source name, sink URI scheme, ... */
+    char *metric;                /* owned copy or NULL */
+    _Atomic(const char *) state; /* static string */
+    uint64_t started_ns;         /* CLOCK_MONOTONIC at registration */
+    uint64_t id;
+} rp_task;
+
+typedef struct rp_task_info {
+    uint64_t id;
+    const char *role, *state;
+    char *name, *metric; /* owned by the snapshot */
+    uint64_t age_ms;
+} rp_task_info;
+
+/* Register t (caller-owned storage). name and metric are copied; either may be NULL. */
+void rp_task_register(rp_task *t, const char *role, const char *name, const char *metric);
+void rp_task_set_state(rp_task *t, const char *state);
+/* Unregister t (no-op if it is not registered) and free its copies. */
+void rp_task_unregister(rp_task *t);
+
+/* Copy of every registered task, oldest first; free with rp_task_snapshot_free(). */
+size_t rp_task_snapshot(rp_task_info **out);
+void rp_task_snapshot_free(rp_task_info *v, size_t n);
+size_t rp_task_count(void);
+
+#endif /* RP_PPROF_TASKS_H */

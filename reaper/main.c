@@ -5,8 +5,11 @@
 #include "rp_config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "pprof/heap.h"
+#include "pprof/threads.h"
 #include "reaper/config.h"
 #include "reaper/log.h"
 #include "reaper/options.h"
@@ -50,6 +53,12 @@ int main(int argc, char **argv)
         return 2;
     }
     rp_log_setup(o.log_level, o.log_format);
+    /* Profiling hooks: counters always, samples at --heap-sample-rate, the thread-dump
+     * signal; before any thread exists. libuv's pool (DNS lookups, profile building)
+     * gets two threads unless the user says otherwise. */
+    rp_heap_init((long)o.heap_sample_rate);
+    rp_threads_init();
+    setenv("UV_THREADPOOL_SIZE", "2", 0);
     if (o.help) {
         rp_options_usage("pgreaper");
         rc = 0;
@@ -65,7 +74,7 @@ int main(int argc, char **argv)
                     : "no sink given: use --sink jsonfile:///path.jsonl or --sink jsonfile:-");
         rc = 2;
     } else {
-        rc = rp_reaper_run(&o);
+        rc = rp_reaper_run(&o, argc, argv);
     }
     rp_options_fini(&o);
     return rc;

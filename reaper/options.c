@@ -64,6 +64,17 @@ const rp_opt_def rp_opt_table[] = {
      "text", "log line format (stderr)"},
     {"libpq-trace", "PGREAPER_LIBPQ_TRACE", RP_OPT_STRING, OFF(libpq_trace), 0, 0, "DIR", NULL,
      "write a libpq protocol trace per source to DIR/<source>.trace (debugging)"},
+    {"pprof-addr", "PGREAPER_PPROF_ADDR", RP_OPT_STRING, OFF(pprof_addr), 0, 0, "HOST:PORT", NULL,
+     "serve /debug/pprof and /debug/vars on HOST:PORT (off unless given; port 0 picks one)"},
+    {"pprof", "PGREAPER_PPROF", RP_OPT_BOOL, OFF(pprof), 0, 0, NULL, "off",
+     "serve /debug/pprof on 127.0.0.1:6060 (when --pprof-addr is not given)"},
+    {"pprof-allow-remote", "PGREAPER_PPROF_ALLOW_REMOTE", RP_OPT_BOOL, OFF(pprof_allow_remote), 0,
+     0, NULL, "off", "allow --pprof-addr to bind an address other than loopback"},
+    {"pprof-token", "PGREAPER_PPROF_TOKEN", RP_OPT_STRING, OFF(pprof_token), 0, 0, "TOKEN", NULL,
+     "require \"Authorization: Bearer TOKEN\" (or ?token=TOKEN) on every pprof request"},
+    {"heap-sample-rate", "PGREAPER_HEAP_SAMPLE_RATE", RP_OPT_BYTES, OFF(heap_sample_rate), 0, 0,
+     "BYTES", "512KiB",
+     "mean bytes between heap profile samples (1: every allocation, 0: counters only)"},
     {"help", "PGREAPER_HELP", RP_OPT_BOOL, OFF(help), 0, 0, NULL, NULL, "show this help"},
     {"version", "PGREAPER_VERSION", RP_OPT_BOOL, OFF(version), 0, 0, NULL, NULL,
      "show the version"},
@@ -83,6 +94,7 @@ void rp_options_init(rp_options *o)
     o->retention_ms = 14LL * 86400000;
     o->maintenance_interval_ms = 12LL * 3600000;
     o->interval_scale = 1.0;
+    o->heap_sample_rate = 524288;
     o->log_level = RP_LOG_INFO;
     o->log_format = RP_LOG_TEXT;
 }
@@ -99,6 +111,8 @@ void rp_options_fini(rp_options *o)
     rp_free(o->sources);
     rp_free(o->metrics);
     rp_free(o->libpq_trace);
+    rp_free(o->pprof_addr);
+    rp_free(o->pprof_token);
     free_list(o->sinks, o->nsinks);
     free_list(o->groups, o->ngroups);
     memset(o, 0, sizeof(*o));

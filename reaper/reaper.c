@@ -15,6 +15,8 @@
 
 #include <uv.h>
 
+#include "pprof/http.h"
+#include "pprof/tasks.h"
 #include "reaper/log.h"
 #include "reaper/mem.h"
 #include "reaper/source.h"
@@ -43,6 +45,10 @@ typedef struct rp_reaper {
     uv_prepare_t sink_check;
     bool shutting_down;
     rp_source_stats totals; /* of sources that were stopped */
+    rp_http *http;          /* /debug/pprof, NULL when off */
+    rp_task task;           /* the supervisor in the goroutine profile */
+    int argc;
+    char **argv;
 } rp_reaper;
 
 /*-------------------------------------------------------------------------
@@ -319,6 +325,7 @@ static void begin_shutdown(rp_reaper *r, const char *signame)
         return;
     }
     r->shutting_down = true;
+    rp_task_set_state(&r->task, "draining sources");
     rp_log_info("received %s: shutting down", signame);
     uv_timer_stop(&r->refresh);
     uv_signal_stop(&r->sig_hup);
@@ -388,7 +395,128 @@ static void shutdown_finish(rp_reaper *r)
     /* Sinks free themselves as they finish closing, some later than others: nothing may
      * look at the sink array from now on. */
     uv_prepare_stop(&r->sink_check);
+    if (r->http)
+        rp_http_close(r->http, NULL, NULL);
+    r->http = NULL;
+    rp_task_set_state(&r->task, "closing sinks");
     rp_sinks_close(&r->sinks, on_sinks_closed, r);
+}
+
+/*-------------------------------------------------------------------------
+ * /debug/vars and the pprof listener
+ *-------------------------------------------------------------------------
+ */
+
+static void add_stats(rp_source_stats *t, const rp_source_stats *s)
+{
+    t->ticks += s->ticks;
+    t->skipped_ticks += s->skipped_ticks;
+    t->pipelines += s->pipelines;
+    t->queries += s->queries;
+    t->fetches_ok += s->fetches_ok;
+    t->fetch_errors += s->fetch_errors;
+    t->rows += s->rows;
+    t->values += s->values;
+    t->connects += s->connects;
+    t->connect_failures += s->connect_failures;
+    t->disconnects += s->disconnects;
+    for (int i = 0; i < 16; i++)
+        t->lateness_ms_hist[i] += s->lateness_ms_hist[i];
+}
+
+static void vars_sources(rp_reaper *r, rp_buf *b)
+{
+    rp_source_stats t = r->totals;
+    rp_buf_puts(b, "\"sources\": {");
+    const char *sep = "";
+    for (size_t i = 0; i < r->nsrcs; i++) {
+        const running *cell = r->srcs[i];
+        if (!cell->in_use || !cell->src)
+            continue;
+        const rp_source_stats *s = rp_source_get_stats(cell->src);
+        add_stats(&t, s);
+        rp_buf_puts(b, sep);
+        rp_buf_json_str(b, rp_source_name(cell->src), strlen(rp_source_name(cell->src)));
+        rp_buf_printf(b,
+                      ": {\"state\": \"%s\", \"ticks\": %llu, \"fetches_ok\": %llu, "
+                      "\"fetch_errors\": %llu, \"rows\": %llu}",
+                      rp_source_state_name(cell->src), (unsigned long long)s->ticks,
+                      (unsigned long long)s->fetches_ok, (unsigned long long)s->fetch_errors,
+                      (unsigned long long)s->rows);
+        sep = ", ";
+    }
+    rp_buf_printf(b,
+                  "},\n\"reaper\": {\"mode\": \"batch\", \"sources_live\": %zu, \"ticks\": %llu, "
+                  "\"skipped_ticks\": %llu, \"pipelines\": %llu, \"queries\": %llu, "
+                  "\"fetches_ok\": %llu, \"fetch_errors\": %llu, \"rows\": %llu, "
+                  "\"values\": %llu, \"connects\": %llu, \"connect_failures\": %llu, "
+                  "\"disconnects\": %llu, \"lateness_ms_hist\": [",
+                  r->live, (unsigned long long)t.ticks, (unsigned long long)t.skipped_ticks,
+                  (unsigned long long)t.pipelines, (unsigned long long)t.queries,
+                  (unsigned long long)t.fetches_ok, (unsigned long long)t.fetch_errors,
+                  (unsigned long long)t.rows, (unsigned long long)t.values,
+                  (unsigned long long)t.connects, (unsigned long long)t.connect_failures,
+                  (unsigned long long)t.disconnects);
+    for (int i = 0; i < 16; i++)
+        rp_buf_printf(b, "%s%llu", i ? ", " : "", (unsigned long long)t.lateness_ms_hist[i]);
+    rp_buf_puts(b, "]},\n");
+}
+
+static void vars_sinks(rp_reaper *r, rp_buf *b)
+{
+    rp_sink_stats k = r->sinks.totals;
+    for (size_t i = 0; !r->shutting_down && i < r->sinks.n; i++) {
+        const rp_sink_stats *s = &r->sinks.v[i]->stats;
+        k.batches += s->batches;
+        k.rows += s->rows;
+        k.bytes += s->bytes;
+        k.rows_written += s->rows_written;
+        k.rows_dropped += s->rows_dropped;
+        k.write_errors += s->write_errors;
+        k.flushes += s->flushes;
+        k.buffered_bytes += s->buffered_bytes;
+        k.reconnects += s->reconnects;
+    }
+    rp_buf_printf(b,
+                  "\"sinks\": {\"count\": %zu, \"batches\": %llu, \"rows\": %llu, \"bytes\": %llu, "
+                  "\"rows_written\": %llu, \"rows_dropped\": %llu, \"write_errors\": %llu, "
+                  "\"writes\": %llu, \"buffered_bytes\": %llu, \"reconnects\": %llu},\n",
+                  r->sinks.n, (unsigned long long)k.batches, (unsigned long long)k.rows,
+                  (unsigned long long)k.bytes, (unsigned long long)k.rows_written,
+                  (unsigned long long)k.rows_dropped, (unsigned long long)k.write_errors,
+                  (unsigned long long)k.flushes, (unsigned long long)k.buffered_bytes,
+                  (unsigned long long)k.reconnects);
+}
+
+static void vars_cb(void *arg, rp_buf *b)
+{
+    rp_reaper *r = arg;
+    vars_sources(r, b);
+    vars_sinks(r, b);
+}
+
+static int start_pprof(rp_reaper *r)
+{
+    const char *addr = r->opts->pprof_addr ? r->opts->pprof_addr
+                       : r->opts->pprof    ? "127.0.0.1:6060"
+                                           : NULL;
+    if (!addr)
+        return 0;
+    rp_http_opts ho = {.addr = addr,
+                       .allow_remote = r->opts->pprof_allow_remote,
+                       .token = r->opts->pprof_token,
+                       .argc = r->argc,
+                       .argv = r->argv,
+                       .vars = vars_cb,
+                       .vars_arg = r};
+    char err[512];
+    if (rp_http_start(&r->loop, &ho, &r->http, err, sizeof(err)) < 0) {
+        rp_log_error("%s", err);
+        return -EINVAL;
+    }
+    rp_log_info("pprof: serving /debug/pprof and /debug/vars on %s (port %d)%s", addr,
+                rp_http_port(r->http), r->opts->pprof_token ? ", token required" : "");
+    return 0;
 }
 
 /*-------------------------------------------------------------------------
@@ -399,6 +527,8 @@ static void shutdown_finish(rp_reaper *r)
 static int init_loop(rp_reaper *r)
 {
     char err[512];
+    if (start_pprof(r) < 0)
+        return -EINVAL;
     rp_sink_opts so = {
         .batching_delay_ms = r->opts->batching_delay_ms,
         .buffer_bytes = r->opts->sink_buffer_bytes,
@@ -411,6 +541,9 @@ static int init_loop(rp_reaper *r)
     if (rp_sinks_open(&r->sinks, (const char *const *)r->opts->sinks, r->opts->nsinks, &r->loop,
                       &so, err, sizeof(err)) < 0) {
         rp_log_error("could not open sink: %s", err);
+        if (r->http)
+            rp_http_close(r->http, NULL, NULL);
+        r->http = NULL;
         return -EINVAL;
     }
     r->sopts.loop = &r->loop;
@@ -441,11 +574,13 @@ static int init_loop(rp_reaper *r)
     return 0;
 }
 
-int rp_reaper_run(const rp_options *o)
+int rp_reaper_run(const rp_options *o, int argc, char **argv)
 {
     rp_reaper r;
     memset(&r, 0, sizeof(r));
     r.opts = o;
+    r.argc = argc;
+    r.argv = argv;
     rp_diag diag;
     rp_diag_init(&diag);
     rp_catalog *cat;
@@ -469,8 +604,11 @@ int rp_reaper_run(const rp_options *o)
     }
     rp_log_info("pgreaper %s starting: %zu sources configured, %zu metrics, %zu presets",
                 RP_VERSION, set->nsources, cat->nmetrics, cat->npresets);
+    rp_task_register(&r.task, "supervisor", "pgreaper", NULL);
+    rp_task_set_state(&r.task, "running");
     apply_config(&r, cat, set);
     uv_run(&r.loop, UV_RUN_DEFAULT);
+    rp_task_unregister(&r.task);
     for (size_t i = 0; i < r.nsrcs; i++)
         rp_free(r.srcs[i]);
     rp_free(r.srcs);

@@ -19,7 +19,10 @@
 RP_NODISCARD int rp_reaper_load(const rp_options *o, rp_catalog **cat, rp_source_set **set,
                                 rp_diag *diag);
 
-/* Run until SIGTERM/SIGINT. Returns the process exit code (0 clean, 1 config/startup error). */
-int rp_reaper_run(const rp_options *o);
+/*
+ * Run until SIGTERM/SIGINT. argv is shown (passwords masked) by /debug/pprof/cmdline.
+ * Returns the process exit code (0 clean, 1 config/startup error).
+ */
+int rp_reaper_run(const rp_options *o, int argc, char **argv);
 
 #endif /* RP_REAPER_REAPER_H */

@@ -24,6 +24,7 @@
 #include <libpq-fe.h>
 #include <uv.h>
 
+#include "pprof/tasks.h"
 #include "reaper/batch.h"
 #include "reaper/buf.h"
 #include "reaper/connstr.h"
@@ -91,6 +92,7 @@ typedef struct slot {
 
 struct rp_source {
     rp_source_state state;
+    rp_task task; /* in the goroutine profile */
     const rp_source_opts *opts;
     rp_source_def def;
     rp_catalog *cat;
@@ -179,6 +181,7 @@ static void set_state(rp_source *src, rp_source_state next)
               state_names[next]);
     rp_assert(src->state != RP_SOURCE_CLOSING);
     src->state = next;
+    rp_task_set_state(&src->task, state_names[next]);
     uv_timer_stop(&src->io_timer);
 }
 
@@ -1070,6 +1073,8 @@ rp_source *rp_source_create(const rp_source_opts *opts, const rp_source_def *def
     src->masked_conn = m.data ? m.data : rp_strdup("");
     src->cur_timeout_ms = -1;
     src->backoff_ms = BACKOFF_MIN_MS;
+    rp_task_register(&src->task, "source", def->name, NULL);
+    rp_task_set_state(&src->task, state_names[src->state]);
     rp_sched_init(&src->sched);
     rp_pgconn_watch_init(&src->watch, opts->loop, on_poll, on_poll_closed, src,
                          &src->pending_closes);
@@ -1125,6 +1130,7 @@ static void free_source(rp_source *src)
     rp_free(src->masked_conn);
     rp_catalog_unref(src->cat);
     rp_source_def_fini(&src->def);
+    rp_task_unregister(&src->task);
     rp_free(src);
     if (cb)
         cb(arg);

@@ -200,6 +200,7 @@ static void on_closed(uv_handle_t *h)
     rp_buf_fini(&s->out);
     rp_buf_fini(&s->keys);
     rp_free(s->key_off);
+    rp_task_unregister(&s->base.task);
     rp_free(s->base.uri);
     rp_free(s);
 }

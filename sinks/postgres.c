@@ -51,6 +51,9 @@ typedef enum ps_state {
     PS_CLOSING,     /* handles closing; freed in the last close callback */
 } ps_state;
 
+static const char *const state_names[] = {"backoff", "resolving", "connecting", "query",
+                                          "copy",    "idle",      "closing"};
+
 struct ptable;
 
 typedef struct chunk {
@@ -178,6 +181,7 @@ static void set_state(pg_sink *s, ps_state next)
     rp_log_at(RP_LOG_DEBUG, NULL, NULL, NULL, "sink %s: state %d -> %d", s->base.uri, s->state,
               next);
     s->state = next;
+    rp_task_set_state(&s->base.task, state_names[next]);
     uv_timer_stop(&s->timer);
 }
 
@@ -1156,6 +1160,7 @@ static void free_sink(pg_sink *s)
     if (s->closed_cb)
         s->closed_cb(s->closed_arg, &s->base.stats);
     rp_free(s->conninfo);
+    rp_task_unregister(&s->base.task);
     rp_free(s->base.uri);
     rp_free(s);
 }

@@ -61,6 +61,7 @@ int rp_sinks_open(rp_sinks *s, const char *const *uris, size_t n, uv_loop_t *loo
             memset(s, 0, sizeof(*s));
             return rc;
         }
+        rp_task_register(&s->v[s->n]->task, "sink", s->v[s->n]->uri, NULL);
         s->n++;
     }
     return 0;

@@ -16,6 +16,7 @@
 
 #include <uv.h>
 
+#include "pprof/tasks.h"
 #include "reaper/batch.h"
 #include "reaper/compiler.h"
 
@@ -73,6 +74,8 @@ struct rp_sink {
     /* owned by the reaper, for logging transitions only */
     bool failing_reported;
     uint64_t dropped_at_failure;
+    rp_task task; /* in the goroutine profile; registered by rp_sinks_open, the sink
+                   * updates its state and unregisters it before freeing itself */
 };
 
 typedef void (*rp_sinks_closed_cb)(void *arg);

@@ -43,6 +43,7 @@ static _Atomic bool key_ready;
 static _Atomic long heap_rate;
 static _Atomic bool heap_ready;
 static _Atomic uint64_t samples_dropped;
+static _Atomic bool wrappers_work; /* set by rp_heap_init: our malloc is really called */
 
 typedef struct bucket {
     struct bucket *_Atomic next;
@@ -72,7 +73,18 @@ static pnode *node_free;
 
 bool rp_heap_available(void)
 {
-    return &rp_malloc_interposed != NULL;
+    return &rp_malloc_interposed != NULL && atomic_load(&wrappers_work);
+}
+
+/* Valgrind replaces malloc even in the executable: check that one call reaches us. */
+static void probe_wrappers(void)
+{
+    rp_heap_totals a, b;
+    rp_heap_totals_get(&a);
+    void *volatile p = malloc(16);
+    free(p);
+    rp_heap_totals_get(&b);
+    atomic_store(&wrappers_work, b.mallocs > a.mallocs);
 }
 
 static void spin_lock(atomic_flag *f)
@@ -162,6 +174,7 @@ void rp_heap_init(long rate)
         pthread_atfork(NULL, NULL, atfork_child);
     }
     rp_stack_init();
+    probe_wrappers();
     atomic_store(&heap_rate, rate < 0 ? 0 : rate);
     atomic_store(&heap_ready, true);
     rp_heap_t.until = 0;

@@ -173,7 +173,8 @@ class Reaper:
         a = []
         if os.environ.get('RP_VALGRIND'):
             a = ['valgrind', '--error-exitcode=99', '--leak-check=full',
-                 '--errors-for-leak-kinds=definite', '--show-leak-kinds=definite', '--quiet']
+                 '--errors-for-leak-kinds=definite', '--show-leak-kinds=definite', '--quiet',
+                 '--suppressions=' + os.path.join(os.path.dirname(__file__), 'valgrind.supp')]
         a += [self.binary, '--sources', self.sources, '--sink', 'jsonfile://' + self.out,
              '--refresh', '0']
         if self.metrics:

@@ -12,6 +12,9 @@ malloc calls per result value in steady state (LD_PRELOAD counter), pipelines pe
 tick lateness p50/p99.
 """
 import argparse
+import json
+import re
+import urllib.request
 import os
 import struct
 import sys
@@ -81,6 +84,42 @@ def lateness_hist(log):
     return []
 
 
+def fetch(port, path):
+    with urllib.request.urlopen('http://127.0.0.1:%d%s' % (port, path), timeout=60) as f:
+        return f.read()
+
+
+def pprof_port(r):
+    m = re.search(r'\(port (\d+)\)', r.log())
+    return int(m.group(1))
+
+
+def vars_counts(port):
+    """(mallocs, bytes allocated) from pgreaper's own exact counters."""
+    m = json.loads(fetch(port, '/debug/vars'))['memstats']
+    return m['Mallocs'], m['TotalAlloc']
+
+
+def heap_figures(port):
+    m = json.loads(fetch(port, '/debug/vars'))['memstats']
+    return [('live heap (HeapAlloc) / objects', '%.2f MiB / %d' % (m['HeapAlloc'] / 2**20,
+                                                                   m['HeapObjects'])),
+            ('heap samples live (rate %d)' % m['HeapSampleRate'], '%d' % m['HeapSamplesLive'])]
+
+
+def capture_costs(port, pid):
+    """Wall time and pgreaper CPU of one capture of each profile."""
+    rows = []
+    for name, path in (('heap', '/debug/pprof/heap'), ('goroutine', '/debug/pprof/goroutine'),
+                       ('CPU 1 s', '/debug/pprof/profile?seconds=1')):
+        c0, t0 = proc_cpu(pid), time.time()
+        size = len(fetch(port, path))
+        c1, t1 = proc_cpu(pid), time.time()
+        rows.append(('capture %s: wall / pgreaper CPU / size' % name,
+                     '%.1f ms / %.1f ms / %d B' % (1e3 * (t1 - t0), 1e3 * (c1 - c0), size)))
+    return rows
+
+
 def setup_databases(pg, n, tables):
     for i in range(n):
         db = 'bench%d' % (i + 1)
@@ -101,6 +140,9 @@ def main():
     ap.add_argument('--preset', default='standard')
     ap.add_argument('--tcp', action='store_true', help='connect over TCP on 127.0.0.1')
     ap.add_argument('--extra', default='', help='extra pgreaper flags, space-separated')
+    ap.add_argument('--pprof', action='store_true',
+                    help='serve /debug/pprof, read allocation counters from /debug/vars and '
+                         'measure the cost of one heap, goroutine and 1 s CPU capture')
     ap.add_argument('--interval-scale', default='0.0167',
                     help='60 s -> 1 s, 300 s -> 5 s (settings: 2 h -> 120 s)')
     a = ap.parse_args()
@@ -126,8 +168,9 @@ def main():
     count_file = os.path.join(pg.root, 'malloc.count')
     if os.path.exists(shim):
         env = {'LD_PRELOAD': shim, 'RP_MALLOC_COUNT_FILE': count_file}
+    extra = a.extra.split() + (['--pprof-addr', '127.0.0.1:0'] if a.pprof else [])
     r = Reaper(a.binary, sources, args=['--interval-scale', a.interval_scale,
-                                        '--sink', 'jsonfile:///dev/null'] + a.extra.split(),
+                                        '--sink', 'jsonfile:///dev/null'] + extra,
                env=env)
     r.out = '/dev/null'
     r.start()
@@ -136,18 +179,21 @@ def main():
         print(r.log())
         sys.exit(1)
     time.sleep(5)  # warm-up: prepared statements, first rare metrics, libpq buffers
+    vport = pprof_port(r) if a.pprof else None
     backends = backend_pids(pg)
     cpu0, bcpu0 = proc_cpu(pid), sum(proc_cpu(b) for b in backends)
     us0 = proc_user_sys(pid)
-    m0 = malloc_counts(count_file) if env else (0, 0)
+    m0 = vars_counts(vport) if vport else malloc_counts(count_file) if env else (0, 0)
     t0 = time.time()
     time.sleep(a.duration)
     elapsed = time.time() - t0
     cpu1, bcpu1 = proc_cpu(pid), sum(proc_cpu(b) for b in backends)
     us1 = proc_user_sys(pid)
-    m1 = malloc_counts(count_file) if env else (0, 0)
+    m1 = vars_counts(vport) if vport else malloc_counts(count_file) if env else (0, 0)
     threads, sm = proc_status(pid, 'Threads'), smaps(pid)
     hwm = proc_status(pid, 'VmHWM')
+    captures = capture_costs(vport, pid) if vport else []
+    heap_rows = heap_figures(vport) if vport else []
     rc = r.stop()
     s = r.summary()
     hist = lateness_hist(r.log())
@@ -186,6 +232,7 @@ def main():
         ('tick lateness p50 / p99', '<= %d ms / <= %d ms' % (
             percentile(hist, 0.5), percentile(hist, 0.99))),
     ]
+    rows += heap_rows + captures
     w = max(len(k) for k, _ in rows)
     for k, v in rows:
         print('  %-*s  %s' % (w, k, v))

@@ -6,7 +6,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'lib'))
-from pgharness import Tap  # noqa: E402
+from pgharness import Tap, valgrind_prefix  # noqa: E402
 
 BIN = sys.argv[1]
 
@@ -14,11 +14,7 @@ BIN = sys.argv[1]
 def run(args, env=None, timeout=120):
     e = {k: v for k, v in os.environ.items() if not k.startswith('PGREAPER_')}
     e.update(env or {})
-    pre = []
-    if os.environ.get('RP_VALGRIND'):
-        pre = ['valgrind', '--error-exitcode=99', '--leak-check=full',
-               '--errors-for-leak-kinds=definite', '--quiet']
-    r = subprocess.run(pre + [BIN] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    r = subprocess.run(valgrind_prefix() + [BIN] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                        env=e, timeout=timeout)
     return r.returncode, r.stdout, r.stderr
 

@@ -142,6 +142,15 @@ class Postgres:
         return r.stdout.strip()
 
 
+def valgrind_prefix():
+    """The valgrind command line when RP_VALGRIND is set (meson test --setup valgrind)."""
+    if not os.environ.get('RP_VALGRIND'):
+        return []
+    return ['valgrind', '--error-exitcode=99', '--leak-check=full',
+            '--errors-for-leak-kinds=definite', '--show-leak-kinds=definite', '--quiet',
+            '--suppressions=' + os.path.join(os.path.dirname(__file__), 'valgrind.supp')]
+
+
 class Reaper:
     """A pgreaper process writing to a jsonfile sink in its own folder."""
 
@@ -170,11 +179,7 @@ class Reaper:
         os.rename(tmp, self.sources)
 
     def argv(self):
-        a = []
-        if os.environ.get('RP_VALGRIND'):
-            a = ['valgrind', '--error-exitcode=99', '--leak-check=full',
-                 '--errors-for-leak-kinds=definite', '--show-leak-kinds=definite', '--quiet',
-                 '--suppressions=' + os.path.join(os.path.dirname(__file__), 'valgrind.supp')]
+        a = valgrind_prefix()
         a += [self.binary, '--sources', self.sources, '--sink', 'jsonfile://' + self.out,
              '--refresh', '0']
         if self.metrics:

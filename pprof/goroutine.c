@@ -14,7 +14,7 @@
 #include "pprof/threads.h"
 #include "reaper/mem.h"
 
-#define MAX_LABELS 8
+#define MAX_LABELS 10
 
 typedef struct glabel {
     const char *key;
@@ -61,6 +61,8 @@ static void from_thread(gsample *g, const rp_thread_info *t)
     add_str(g, "kind", "thread");
     add_str(g, "role", t->role);
     add_str(g, "thread", t->name);
+    add_str(g, "source", t->source);
+    add_str(g, "metric", t->metric);
     add_num(g, "tid", t->tid, NULL);
     add_str(g, "state", state);
     add_str(g, "wchan", t->wchan);

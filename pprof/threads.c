@@ -39,6 +39,7 @@ typedef struct dump_slot {
 typedef struct role_ent {
     _Atomic pid_t tid;
     const char *role;
+    char source[64], metric[64];
 } role_ent;
 
 typedef struct creator {
@@ -90,30 +91,46 @@ void rp_threads_init(void)
     rp_threads_set_role("loop", NULL);
 }
 
-void rp_threads_set_role(const char *role, const char *name)
+void rp_threads_set_labels(const char *role, const char *name, const char *source,
+                           const char *metric)
 {
     pid_t tid = gettid();
-    if (name)
-        pthread_setname_np(pthread_self(), name);
-    for (size_t i = 0; i < MAX_ROLES; i++) {
-        pid_t cur = atomic_load(&roles[i].tid), zero = 0;
-        if (cur == tid || (cur == 0 && atomic_compare_exchange_strong(&roles[i].tid, &zero, tid))) {
+    if (name) {
+        char n[16];
+        snprintf(n, sizeof(n), "%s", name);
+        pthread_setname_np(pthread_self(), n);
+    }
+    for (size_t i = 0; i < MAX_ROLES; i++) { /* 0: never used, -1: free again */
+        pid_t cur = atomic_load(&roles[i].tid), seen = cur;
+        if (cur == tid || (cur <= 0 && atomic_compare_exchange_strong(&roles[i].tid, &seen, tid))) {
             roles[i].role = role;
+            snprintf(roles[i].source, sizeof(roles[i].source), "%s", source ? source : "");
+            snprintf(roles[i].metric, sizeof(roles[i].metric), "%s", metric ? metric : "");
             return;
         }
     }
 }
 
-static const char *role_of(pid_t tid)
+void rp_threads_set_role(const char *role, const char *name)
 {
+    rp_threads_set_labels(role, name, NULL, NULL);
+}
+
+static void fill_role(rp_thread_info *t)
+{
+    t->role = "thread";
     for (size_t i = 0; i < MAX_ROLES; i++) {
         pid_t cur = atomic_load(&roles[i].tid);
-        if (cur == tid)
-            return roles[i].role;
         if (cur == 0)
             break;
+        if (cur == t->tid) {
+            t->role = roles[i].role;
+            memcpy(t->source, roles[i].source, sizeof(t->source));
+            memcpy(t->metric, roles[i].metric, sizeof(t->metric));
+            t->source[sizeof(t->source) - 1] = t->metric[sizeof(t->metric) - 1] = '\0';
+            return;
+        }
     }
-    return "thread";
 }
 
 static void forget_role(void)
@@ -121,7 +138,7 @@ static void forget_role(void)
     pid_t tid = gettid();
     for (size_t i = 0; i < MAX_ROLES; i++)
         if (atomic_load(&roles[i].tid) == tid)
-            roles[i].role = "exited"; /* slot stays: tids are not reused quickly */
+            atomic_store(&roles[i].tid, -1);
 }
 
 /* ---- /proc ------------------------------------------------------------------------- */
@@ -174,7 +191,7 @@ static void read_meta(rp_thread_info *t)
     snprintf(path, sizeof(path), "/proc/self/task/%d/wchan", (int)t->tid);
     if (read_small(path, buf, sizeof(buf)) > 0 && strcmp(buf, "0") != 0)
         snprintf(t->wchan, sizeof(t->wchan), "%.47s", buf);
-    t->role = role_of(t->tid);
+    fill_role(t);
 }
 
 /* ---- the dump ------------------------------------------------------------------------ */

@@ -64,6 +64,12 @@ const rp_opt_def rp_opt_table[] = {
      "text", "log line format (stderr)"},
     {"libpq-trace", "PGREAPER_LIBPQ_TRACE", RP_OPT_STRING, OFF(libpq_trace), 0, 0, "DIR", NULL,
      "write a libpq protocol trace per source to DIR/<source>.trace (debugging)"},
+    {"mode", "PGREAPER_MODE", RP_OPT_STRING, OFF(mode), 0, 0, "batch|per-metric", "batch",
+     "batch: one event-loop reaper per source with pipelined batches; per-metric: the classic "
+     "design, one thread per metric of each source (for comparisons)"},
+    {"max-parallel-connections-per-db", "PGREAPER_MAX_PARALLEL_CONNECTIONS_PER_DB", RP_OPT_INT,
+     OFF(max_conns_per_db), 1, 1000, "N", "4",
+     "per-metric mode: connections each source's metric threads share (blocking checkout)"},
     {"pprof-addr", "PGREAPER_PPROF_ADDR", RP_OPT_STRING, OFF(pprof_addr), 0, 0, "HOST:PORT", NULL,
      "serve /debug/pprof and /debug/vars on HOST:PORT (off unless given; port 0 picks one)"},
     {"pprof", "PGREAPER_PPROF", RP_OPT_BOOL, OFF(pprof), 0, 0, NULL, "off",
@@ -95,6 +101,7 @@ void rp_options_init(rp_options *o)
     o->maintenance_interval_ms = 12LL * 3600000;
     o->interval_scale = 1.0;
     o->heap_sample_rate = 524288;
+    o->max_conns_per_db = 4;
     o->log_level = RP_LOG_INFO;
     o->log_format = RP_LOG_TEXT;
 }
@@ -112,6 +119,7 @@ void rp_options_fini(rp_options *o)
     rp_free(o->metrics);
     rp_free(o->libpq_trace);
     rp_free(o->pprof_addr);
+    rp_free(o->mode);
     rp_free(o->pprof_token);
     free_list(o->sinks, o->nsinks);
     free_list(o->groups, o->ngroups);
@@ -326,6 +334,12 @@ int rp_options_parse(rp_options *o, int argc, char **argv, char *err, size_t err
         snprintf(err, errlen, "unexpected argument \"%s\"", argv[optind]);
         rc = -EINVAL;
     }
+    if (rc == 0 && o->mode && strcmp(o->mode, "batch") != 0 && strcmp(o->mode, "per-metric") != 0) {
+        snprintf(err, errlen, "invalid value \"%s\" for --mode: expected batch or per-metric",
+                 o->mode);
+        rc = -EINVAL;
+    }
+    o->per_metric = o->mode && strcmp(o->mode, "per-metric") == 0;
     rp_free(lo);
     return rc;
 }

@@ -40,8 +40,11 @@ typedef struct rp_options {
     rp_log_level log_level;
     rp_log_format log_format;
     char *libpq_trace;
-    char *pprof_addr; /* NULL = no pprof listener (unless pprof) */
-    bool pprof;       /* PGREAPER_PPROF=1: 127.0.0.1:6060 */
+    char *mode;           /* "batch" (NULL) or "per-metric" */
+    bool per_metric;      /* mode is per-metric */
+    int max_conns_per_db; /* per-metric mode's pool size per source */
+    char *pprof_addr;     /* NULL = no pprof listener (unless pprof) */
+    bool pprof;           /* PGREAPER_PPROF=1: 127.0.0.1:6060 */
     bool pprof_allow_remote;
     char *pprof_token;
     int64_t heap_sample_rate; /* bytes; 0 = counters only */

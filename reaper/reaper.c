@@ -19,11 +19,12 @@
 #include "pprof/tasks.h"
 #include "reaper/log.h"
 #include "reaper/mem.h"
+#include "reaper/permetric.h"
 #include "reaper/source.h"
 #include "sinks/sink.h"
 
 typedef struct running {
-    rp_source *src;
+    void *src; /* created by the reaper's collector ops */
     struct rp_reaper *owner;
     bool stopping;
     bool in_use;
@@ -44,9 +45,10 @@ typedef struct rp_reaper {
     uv_timer_t refresh;
     uv_prepare_t sink_check;
     bool shutting_down;
-    rp_source_stats totals; /* of sources that were stopped */
-    rp_http *http;          /* /debug/pprof, NULL when off */
-    rp_task task;           /* the supervisor in the goroutine profile */
+    rp_source_stats totals;      /* of sources that were stopped */
+    const rp_collector_ops *ops; /* batch or per-metric collectors */
+    rp_http *http;               /* /debug/pprof, NULL when off */
+    rp_task task;                /* the supervisor in the goroutine profile */
     int argc;
     char **argv;
 } rp_reaper;
@@ -171,7 +173,7 @@ static void stop_source(rp_reaper *r, running *cell, int drain_ms)
     if (cell->stopping)
         return;
     cell->stopping = true;
-    rp_source_stop(cell->src, drain_ms, on_source_closed, cell);
+    r->ops->stop(cell->src, drain_ms, on_source_closed, cell);
 }
 
 static void start_source(rp_reaper *r, const rp_source_def *def)
@@ -188,16 +190,16 @@ static void start_source(rp_reaper *r, const rp_source_def *def)
     cell->owner = r;
     cell->in_use = true;
     cell->stopping = false;
-    cell->src = rp_source_create(&r->sopts, def, r->cat);
+    cell->src = r->ops->create(&r->sopts, def, r->cat);
     r->live++;
-    rp_source_start(cell->src);
+    r->ops->start(cell->src);
 }
 
 static running *find_running(rp_reaper *r, const char *name)
 {
     for (size_t i = 0; i < r->nsrcs; i++) {
         running *c = r->srcs[i];
-        if (c->in_use && !c->stopping && strcmp(rp_source_name(c->src), name) == 0)
+        if (c->in_use && !c->stopping && strcmp(r->ops->name(c->src), name) == 0)
             return c;
     }
     return NULL;
@@ -227,15 +229,15 @@ static void apply_config(rp_reaper *r, rp_catalog *cat, rp_source_set *set)
         running *c = r->srcs[i];
         if (!c->in_use || c->stopping)
             continue;
-        const rp_source_def *d = find_def(set, r->opts, rp_source_name(c->src));
+        const rp_source_def *d = find_def(set, r->opts, r->ops->name(c->src));
         if (!d) {
             stop_source(r, c, drain);
             removed++;
-        } else if (!rp_source_def_same_connection(rp_source_def_of(c->src), d)) {
+        } else if (!rp_source_def_same_connection(r->ops->def_of(c->src), d)) {
             stop_source(r, c, drain);
             restarted++;
         } else {
-            rp_source_update(c->src, d, cat);
+            r->ops->update(c->src, d, cat);
         }
     }
     for (size_t i = 0; i < set->nsources; i++) {
@@ -433,30 +435,30 @@ static void vars_sources(rp_reaper *r, rp_buf *b)
         const running *cell = r->srcs[i];
         if (!cell->in_use || !cell->src)
             continue;
-        const rp_source_stats *s = rp_source_get_stats(cell->src);
+        const rp_source_stats *s = r->ops->stats(cell->src);
         add_stats(&t, s);
         rp_buf_puts(b, sep);
-        rp_buf_json_str(b, rp_source_name(cell->src), strlen(rp_source_name(cell->src)));
+        rp_buf_json_str(b, r->ops->name(cell->src), strlen(r->ops->name(cell->src)));
         rp_buf_printf(b,
                       ": {\"state\": \"%s\", \"ticks\": %llu, \"fetches_ok\": %llu, "
                       "\"fetch_errors\": %llu, \"rows\": %llu}",
-                      rp_source_state_name(cell->src), (unsigned long long)s->ticks,
+                      r->ops->state(cell->src), (unsigned long long)s->ticks,
                       (unsigned long long)s->fetches_ok, (unsigned long long)s->fetch_errors,
                       (unsigned long long)s->rows);
         sep = ", ";
     }
     rp_buf_printf(b,
-                  "},\n\"reaper\": {\"mode\": \"batch\", \"sources_live\": %zu, \"ticks\": %llu, "
+                  "},\n\"reaper\": {\"mode\": \"%s\", \"sources_live\": %zu, \"ticks\": %llu, "
                   "\"skipped_ticks\": %llu, \"pipelines\": %llu, \"queries\": %llu, "
                   "\"fetches_ok\": %llu, \"fetch_errors\": %llu, \"rows\": %llu, "
                   "\"values\": %llu, \"connects\": %llu, \"connect_failures\": %llu, "
                   "\"disconnects\": %llu, \"lateness_ms_hist\": [",
-                  r->live, (unsigned long long)t.ticks, (unsigned long long)t.skipped_ticks,
-                  (unsigned long long)t.pipelines, (unsigned long long)t.queries,
-                  (unsigned long long)t.fetches_ok, (unsigned long long)t.fetch_errors,
-                  (unsigned long long)t.rows, (unsigned long long)t.values,
-                  (unsigned long long)t.connects, (unsigned long long)t.connect_failures,
-                  (unsigned long long)t.disconnects);
+                  r->ops->mode, r->live, (unsigned long long)t.ticks,
+                  (unsigned long long)t.skipped_ticks, (unsigned long long)t.pipelines,
+                  (unsigned long long)t.queries, (unsigned long long)t.fetches_ok,
+                  (unsigned long long)t.fetch_errors, (unsigned long long)t.rows,
+                  (unsigned long long)t.values, (unsigned long long)t.connects,
+                  (unsigned long long)t.connect_failures, (unsigned long long)t.disconnects);
     for (int i = 0; i < 16; i++)
         rp_buf_printf(b, "%s%llu", i ? ", " : "", (unsigned long long)t.lateness_ms_hist[i]);
     rp_buf_puts(b, "]},\n");
@@ -556,6 +558,7 @@ static int init_loop(rp_reaper *r)
     r->sopts.tcp_cork = !r->opts->no_tcp_cork;
     r->sopts.libpq_trace_dir = r->opts->libpq_trace;
     r->sopts.retired = &r->totals;
+    r->sopts.max_conns = r->opts->max_conns_per_db;
     uv_signal_init(&r->loop, &r->sig_hup);
     uv_signal_init(&r->loop, &r->sig_term);
     uv_signal_init(&r->loop, &r->sig_int);
@@ -581,6 +584,7 @@ int rp_reaper_run(const rp_options *o, int argc, char **argv)
     r.opts = o;
     r.argc = argc;
     r.argv = argv;
+    r.ops = o->per_metric ? &rp_permetric_ops : &rp_source_ops;
     rp_diag diag;
     rp_diag_init(&diag);
     rp_catalog *cat;

@@ -287,23 +287,45 @@ static void disconnect(rp_source *src)
  *-------------------------------------------------------------------------
  */
 
-static void emit_instance_up(rp_source *src, bool up)
+void rp_source_write_up(struct rp_sinks *sinks, const rp_source_def *def, bool up, int64_t t)
 {
     static const rp_column cols[] = {{"epoch_ns", RP_COL_TIME, RP_VAL_INT},
-                                     {"instance_up", RP_COL_FIELD, RP_VAL_INT}};
-    int64_t t = wall_ns();
+                                     {INSTANCE_UP_METRIC, RP_COL_FIELD, RP_VAL_INT}};
     char ts[24];
     snprintf(ts, sizeof(ts), "%lld", (long long)t);
     const char *vals[2] = {ts, up ? "1" : "0"};
     rp_batch b;
     rp_batch_init_values(&b, cols, 2, 1, vals);
-    b.source = src->def.name;
+    b.source = def->name;
     b.metric = b.storage = INSTANCE_UP_METRIC;
     b.fetch_time_ns = t;
-    b.custom_tags = src->def.custom_tags;
-    b.ncustom_tags = src->def.ncustom_tags;
-    rp_sinks_write(src->opts->sinks, &b);
+    b.custom_tags = def->custom_tags;
+    b.ncustom_tags = def->ncustom_tags;
+    rp_sinks_write(sinks, &b);
     rp_batch_fini(&b);
+}
+
+size_t rp_source_write_rows(struct rp_sinks *sinks, const rp_source_def *def,
+                            const rp_metric_def *metric, const struct pg_result *res, int64_t t)
+{
+    rp_batch b;
+    rp_batch_init_result(&b, res);
+    b.source = def->name;
+    b.metric = metric->name;
+    b.storage = metric->storage_name ? metric->storage_name : metric->name;
+    b.fetch_time_ns = t;
+    b.custom_tags = def->custom_tags;
+    b.ncustom_tags = def->ncustom_tags;
+    size_t values = b.nrows * b.ncols;
+    if (b.nrows > 0)
+        rp_sinks_write(sinks, &b);
+    rp_batch_fini(&b);
+    return values;
+}
+
+static void emit_instance_up(rp_source *src, bool up)
+{
+    rp_source_write_up(src->opts->sinks, &src->def, up, wall_ns());
 }
 
 /*-------------------------------------------------------------------------
@@ -756,19 +778,9 @@ static void metric_rows(rp_source *src, slot *sl, const PGresult *res)
         sl->failing = false;
     }
     src->stats.fetches_ok++;
-    rp_batch b;
-    rp_batch_init_result(&b, res);
-    b.source = src->def.name;
-    b.metric = sl->def->name;
-    b.storage = sl->def->storage_name ? sl->def->storage_name : sl->def->name;
-    b.fetch_time_ns = sl->fetch_time_ns;
-    b.custom_tags = src->def.custom_tags;
-    b.ncustom_tags = src->def.ncustom_tags;
-    src->stats.rows += b.nrows;
-    src->stats.values += b.nrows * b.ncols;
-    if (b.nrows > 0)
-        rp_sinks_write(src->opts->sinks, &b);
-    rp_batch_fini(&b);
+    src->stats.rows += (uint64_t)PQntuples(res);
+    src->stats.values +=
+        rp_source_write_rows(src->opts->sinks, &src->def, sl->def, res, sl->fetch_time_ns);
 }
 
 static void runtime_result(rp_source *src, const PGresult *res)
@@ -1196,3 +1208,60 @@ const char *rp_source_state_name(const rp_source *src)
 {
     return state_names[src->state];
 }
+
+/*-------------------------------------------------------------------------
+ * As a collector for the reaper
+ *-------------------------------------------------------------------------
+ */
+
+static void *ops_create(const rp_source_opts *opts, const rp_source_def *def, rp_catalog *cat)
+{
+    return rp_source_create(opts, def, cat);
+}
+
+static void ops_start(void *c)
+{
+    rp_source_start(c);
+}
+
+static void ops_update(void *c, const rp_source_def *def, rp_catalog *cat)
+{
+    rp_source_update(c, def, cat);
+}
+
+static void ops_stop(void *c, int drain_ms, rp_source_closed_cb cb, void *arg)
+{
+    rp_source_stop(c, drain_ms, cb, arg);
+}
+
+static const char *ops_name(const void *c)
+{
+    return rp_source_name(c);
+}
+
+static const rp_source_def *ops_def_of(const void *c)
+{
+    return rp_source_def_of(c);
+}
+
+static const rp_source_stats *ops_stats(const void *c)
+{
+    return rp_source_get_stats(c);
+}
+
+static const char *ops_state(const void *c)
+{
+    return rp_source_state_name(c);
+}
+
+const rp_collector_ops rp_source_ops = {
+    .mode = "batch",
+    .create = ops_create,
+    .start = ops_start,
+    .update = ops_update,
+    .stop = ops_stop,
+    .name = ops_name,
+    .def_of = ops_def_of,
+    .stats = ops_stats,
+    .state = ops_state,
+};

@@ -19,6 +19,7 @@
 #include "reaper/config.h"
 
 struct rp_sinks;
+struct pg_result;
 
 typedef struct rp_source rp_source;
 
@@ -34,6 +35,7 @@ typedef struct rp_source_opts {
     bool tcp_cork;                   /* hold TCP_CORK while writing a pipeline (TCP sockets) */
     const char *libpq_trace_dir;     /* NULL, or a folder for one libpq trace file per source */
     struct rp_source_stats *retired; /* NULL, or where a source adds its counters when freed */
+    int max_conns;                   /* per-metric mode: connections per source */
 } rp_source_opts;
 
 typedef struct rp_source_stats {
@@ -84,5 +86,30 @@ const rp_source_def *rp_source_def_of(const rp_source *src);
 const rp_source_stats *rp_source_get_stats(const rp_source *src);
 /* Short name of the current state ("ready", "busy", ...). */
 const char *rp_source_state_name(const rp_source *src);
+
+/* Write an instance_up measurement (1 or 0 at time t, ns) for def to the sinks. */
+void rp_source_write_up(struct rp_sinks *sinks, const rp_source_def *def, bool up, int64_t t);
+/* Write the rows of a metric's result (fetched at t, ns) for def; returns rows x columns. */
+size_t rp_source_write_rows(struct rp_sinks *sinks, const rp_source_def *def,
+                            const rp_metric_def *metric, const struct pg_result *res, int64_t t);
+
+/*
+ * What the reaper needs from a collector of one source, whatever its design: the batch
+ * reaper above (rp_source_ops) or one thread per metric (rp_permetric_ops in
+ * reaper/permetric.h). The functions behave as the rp_source_* ones documented above.
+ */
+typedef struct rp_collector_ops {
+    const char *mode; /* "batch", "per-metric" */
+    void *(*create)(const rp_source_opts *opts, const rp_source_def *def, rp_catalog *cat);
+    void (*start)(void *c);
+    void (*update)(void *c, const rp_source_def *def, rp_catalog *cat);
+    void (*stop)(void *c, int drain_ms, rp_source_closed_cb cb, void *arg);
+    const char *(*name)(const void *c);
+    const rp_source_def *(*def_of)(const void *c);
+    const rp_source_stats *(*stats)(const void *c);
+    const char *(*state)(const void *c);
+} rp_collector_ops;
+
+extern const rp_collector_ops rp_source_ops;
 
 #endif /* RP_REAPER_SOURCE_H */

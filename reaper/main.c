@@ -10,6 +10,7 @@
 
 #include "pprof/heap.h"
 #include "pprof/threads.h"
+#include "reaper/compare.h"
 #include "reaper/config.h"
 #include "reaper/log.h"
 #include "reaper/options.h"
@@ -43,6 +44,8 @@ static int run_check(const rp_options *o)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "compare") == 0)
+        return rp_compare_main(argc - 1, argv + 1);
     rp_options o;
     rp_options_init(&o);
     char err[512];

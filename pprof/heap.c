@@ -71,6 +71,8 @@ static atomic_flag arena_lock = ATOMIC_FLAG_INIT;
 static char *arena_cur, *arena_end;
 static pnode *node_free;
 
+static int64_t next_gap(rp_heap_tls *t, long rate);
+
 bool rp_heap_available(void)
 {
     return &rp_malloc_interposed != NULL && atomic_load(&wrappers_work);
@@ -177,7 +179,7 @@ void rp_heap_init(long rate)
     probe_wrappers();
     atomic_store(&heap_rate, rate < 0 ? 0 : rate);
     atomic_store(&heap_ready, true);
-    rp_heap_t.until = 0;
+    rp_heap_t.until = next_gap(&rp_heap_t, rp_heap_rate());
 }
 
 long rp_heap_rate(void)
@@ -349,8 +351,9 @@ void rp_heap_sample_slow(void *p, size_t size)
         t->until = INT64_MAX / 2;
         return;
     }
+    bool fresh = t->rng == 0; /* a new thread: its countdown starts now, unsampled */
     t->until = next_gap(t, rate);
-    if (t->guard)
+    if (t->guard || (fresh && rate > 1))
         return;
     t->guard++;
     record(p, size, rate);

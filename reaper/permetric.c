@@ -47,7 +47,9 @@ typedef struct pm_worker {
     int interval_s[2];        /* [primary, standby]; 0 = not in that role's plan */
     bool is_instance_up;
     bool failing, no_sql_logged;
-    PGcancel *cancel; /* under src->lock while a query runs */
+    int64_t skip_until; /* CLOCK_MONOTONIC ms; see rp_source_error_unavailable */
+    uint64_t err_len;   /* length of the last message, to log an unavailable one once */
+    PGcancel *cancel;   /* under src->lock while a query runs */
 } pm_worker;
 
 typedef struct pm_item {
@@ -347,7 +349,16 @@ static int set_timeout(pm_source *s, pm_conn *c, int ms)
 static void metric_failed(pm_worker *w, const PGresult *res)
 {
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    if (!w->failing)
+    if (rp_source_error_unavailable(state)) {
+        uint64_t len = strlen(PQresultErrorMessage(res));
+        rp_log_at(len == w->err_len ? RP_LOG_DEBUG : RP_LOG_WARN, w->src->def.name, w->def->name,
+                  PQresultErrorMessage(res),
+                  "metric skipped: it cannot run on this server (SQLSTATE %s); tried again every "
+                  "10 minutes",
+                  state);
+        w->err_len = len;
+        w->skip_until = mono_ms() + 10 * 60 * 1000;
+    } else if (!w->failing)
         rp_log_at(RP_LOG_ERROR, w->src->def.name, w->def->name, PQresultErrorMessage(res),
                   "metric query failed (SQLSTATE %s)", state ? state : "?");
     w->failing = true;
@@ -419,6 +430,8 @@ static int run_metric(pm_worker *w, pm_conn *c)
 static void fetch_once(pm_worker *w)
 {
     pm_source *s = w->src;
+    if (mono_ms() < w->skip_until)
+        return; /* the server cannot run this metric: tried again later */
     pm_conn *c = checkout(s);
     if (!c)
         return;

@@ -37,6 +37,7 @@
 #define BACKOFF_MIN_MS     1000
 #define BACKOFF_MAX_MS     60000
 #define ERROR_RELOG_MS     (10 * 60 * 1000)
+#define SKIP_MS            (10 * 60 * 1000) /* a metric the server cannot run */
 #define BATCH_GRACE_MS     10000
 #define INSTANCE_UP_METRIC "instance_up"
 
@@ -88,6 +89,7 @@ typedef struct slot {
     uint64_t err_hash;
     uint64_t err_logged_at;
     int64_t fetch_time_ns;
+    uint64_t skip_until; /* loop ms: left out until then (see metric_unavailable) */
 } slot;
 
 struct rp_source {
@@ -755,6 +757,31 @@ static void send_pipeline(rp_source *src, const size_t *due, size_t ndue, bool r
  *-------------------------------------------------------------------------
  */
 
+bool rp_source_error_unavailable(const char *sqlstate)
+{
+    static const char *const codes[] = {"42P01", "42883", "55000", "42501", "0A000", "58P01"};
+    for (size_t i = 0; sqlstate && i < RP_ARRAY_LEN(codes); i++)
+        if (strcmp(sqlstate, codes[i]) == 0)
+            return true;
+    return false;
+}
+
+/* A metric this server cannot run (extension, view or privilege missing): one warning,
+ * then it is left out for SKIP_MS and tried again. */
+static void metric_unavailable(rp_source *src, slot *sl, const char *msg, const char *state,
+                               uint64_t h)
+{
+    uint64_t now = now_ms(src);
+    rp_log_at(h == sl->err_hash ? RP_LOG_DEBUG : RP_LOG_WARN, src->def.name, sl->def->name, msg,
+              "metric skipped: it cannot run on this server (SQLSTATE %s); tried again every "
+              "%d minutes",
+              state, SKIP_MS / 60000);
+    sl->err_hash = h;
+    sl->err_logged_at = now;
+    sl->skip_until = now + SKIP_MS;
+    sl->failing = true;
+}
+
 static void metric_failed(rp_source *src, slot *sl, const PGresult *res)
 {
     src->stats.fetch_errors++;
@@ -762,6 +789,10 @@ static void metric_failed(rp_source *src, slot *sl, const PGresult *res)
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     uint64_t h = hash_str(msg);
     uint64_t now = now_ms(src);
+    if (rp_source_error_unavailable(state)) {
+        metric_unavailable(src, sl, msg, state, h);
+        return;
+    }
     if (!sl->failing || h != sl->err_hash || now - sl->err_logged_at >= ERROR_RELOG_MS) {
         rp_log_at(RP_LOG_ERROR, src->def.name, sl->def->name, msg,
                   "metric query failed (SQLSTATE %s)", state ? state : "?");
@@ -988,7 +1019,7 @@ static size_t filter_due(rp_source *src, size_t ndue)
         slot *sl = &src->slots[src->due[i]];
         if (sl->is_instance_up)
             emit_instance_up(src, true);
-        else if (sl->sql)
+        else if (sl->sql && sl->skip_until <= now_ms(src))
             src->due[k++] = src->due[i];
     }
     return k;

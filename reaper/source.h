@@ -87,6 +87,11 @@ const rp_source_stats *rp_source_get_stats(const rp_source *src);
 /* Short name of the current state ("ready", "busy", ...). */
 const char *rp_source_state_name(const rp_source *src);
 
+/* Whether a metric's error means "cannot run on this server" (missing relation, function
+ * or extension library, extension not preloaded, no privilege, not supported): such a
+ * metric is logged once and left out for a while instead of failing every interval. */
+bool rp_source_error_unavailable(const char *sqlstate);
+
 /* Write an instance_up measurement (1 or 0 at time t, ns) for def to the sinks. */
 void rp_source_write_up(struct rp_sinks *sinks, const rp_source_def *def, bool up, int64_t t);
 /* Write the rows of a metric's result (fetched at t, ns) for def; returns rows x columns. */

@@ -312,14 +312,18 @@ static void test_builtin(void)
     ok(rp_catalog_parse(NULL, &cat, &d) == 0 && rp_catalog_validate(cat, &d) == 0,
        "built-in catalogue is valid");
     is_str(d.text.data ? d.text.data : "", "", "built-in catalogue has no warnings");
-    const char *presets[] = {"minimal", "basic", "standard"};
-    for (size_t i = 0; i < 3; i++) {
+    const char *presets[] = {"minimal", "basic", "standard", "exhaustive",
+                             "full",    "debug", "standby",  "exhaustive_standby"};
+    for (size_t i = 0; i < RP_ARRAY_LEN(presets); i++) {
         const rp_preset *p = rp_catalog_preset(cat, presets[i]);
         ok(p && p->nmetrics > 0, presets[i]);
     }
     for (size_t i = 0; cat && i < cat->nmetrics; i++) {
-        const char *sql = rp_metric_sql_for(&cat->metrics[i], 150000);
-        ok(sql && strstr(sql, "epoch_ns"), cat->metrics[i].name);
+        const rp_metric_def *m = &cat->metrics[i];
+        bool all = m->nsqls > 0;
+        for (size_t k = 0; k < m->nsqls; k++)
+            all = all && strstr(m->sqls[k].sql, "epoch_ns") != NULL;
+        ok(all, m->name); /* every SQL text returns the row time */
     }
     rp_catalog_unref(cat);
     rp_diag_fini(&d);

@@ -10,6 +10,7 @@
 
 #include "pprof/heap.h"
 #include "pprof/threads.h"
+#include "reaper/catcmd.h"
 #include "reaper/compare.h"
 #include "reaper/config.h"
 #include "reaper/log.h"
@@ -46,6 +47,8 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "compare") == 0)
         return rp_compare_main(argc - 1, argv + 1);
+    if (argc > 1 && (strcmp(argv[1], "metric") == 0 || strcmp(argv[1], "preset") == 0))
+        return rp_catcmd_main(argc - 1, argv + 1);
     rp_options o;
     rp_options_init(&o);
     char err[512];

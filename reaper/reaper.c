@@ -51,6 +51,7 @@ typedef struct rp_reaper {
     rp_task task;                /* the supervisor in the goroutine profile */
     int argc;
     char **argv;
+    rp_buf metric_tables; /* the catalogue's storage names, for the PostgreSQL sink */
 } rp_reaper;
 
 /*-------------------------------------------------------------------------
@@ -539,6 +540,7 @@ static int init_loop(rp_reaper *r)
         .maintenance_ms = r->opts->maintenance_interval_ms,
         .shutdown_timeout_ms = (int64_t)r->opts->shutdown_timeout_s * 1000,
         .connect_timeout_ms = (int64_t)r->opts->connect_timeout_s * 1000,
+        .metric_tables = r->metric_tables.data,
     };
     if (rp_sinks_open(&r->sinks, (const char *const *)r->opts->sinks, r->opts->nsinks, &r->loop,
                       &so, err, sizeof(err)) < 0) {
@@ -598,8 +600,15 @@ int rp_reaper_run(const rp_options *o, int argc, char **argv)
         fputs(diag.text.data, stderr);
     rp_diag_fini(&diag);
     signal(SIGPIPE, SIG_IGN);
+    for (size_t i = 0; i < cat->nmetrics; i++) {
+        const rp_metric_def *m = &cat->metrics[i];
+        rp_buf_printf(&r.metric_tables, "%s%s", i ? "\n" : "",
+                      m->storage_name ? m->storage_name : m->name);
+    }
     uv_loop_init(&r.loop);
-    if (init_loop(&r) < 0) {
+    int init_rc = init_loop(&r);
+    rp_buf_fini(&r.metric_tables); /* the sinks keep their own copy */
+    if (init_rc < 0) {
         rp_catalog_unref(cat);
         rp_source_set_free(set);
         uv_run(&r.loop, UV_RUN_DEFAULT); /* completes the closes of sinks opened so far */

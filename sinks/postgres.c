@@ -921,6 +921,28 @@ static void enter_idle(pg_sink *s)
         arm(s, (uint64_t)s->opts.batching_delay_ms);
 }
 
+/* Tables for the catalogue's metrics made (or not: not fatal); then write as usual. */
+static void tables_done(pg_sink *s, PGresult *r)
+{
+    if (!result_ok(r))
+        rp_log_warn("sink %s: could not create the metric tables up front (they are created "
+                    "when first written): %s",
+                    s->base.uri, r ? PQresultErrorMessage(r) : conn_error(s));
+    enter_idle(s);
+}
+
+static void create_metric_tables(pg_sink *s)
+{
+    char step[32];
+    snprintf(step, sizeof(step), "%lld", (long long)(s->opts.partition_ms / 1000));
+    const char *params[2] = {s->opts.metric_tables, step};
+    if (send_query(s,
+                   "select count(admin.ensure_partitions(m, now(), now(), $2::int8)) "
+                   "from unnest(string_to_array($1, E'\\n')) m",
+                   2, params, tables_done) < 0)
+        enter_backoff(s, conn_error(s));
+}
+
 static void schema_done(pg_sink *s, PGresult *r)
 {
     if (!result_ok(r)) {
@@ -948,7 +970,10 @@ static void schema_done(pg_sink *s, PGresult *r)
     s->connected_once = true;
     s->down_logged = false;
     report_drops(s, "while the sink was unavailable");
-    enter_idle(s);
+    if (s->opts.metric_tables && *s->opts.metric_tables)
+        create_metric_tables(s);
+    else
+        enter_idle(s);
 }
 
 static void connected(pg_sink *s)
@@ -1116,6 +1141,7 @@ static int pg_open(const char *uri, uv_loop_t *loop, const rp_sink_opts *opts, r
     s->conninfo = rp_strdup(uri);
     s->loop = loop;
     s->opts = *opts;
+    s->opts.metric_tables = opts->metric_tables ? rp_strdup(opts->metric_tables) : NULL;
     s->backoff_ms = BACKOFF_MIN_MS;
     rp_pgconn_watch_init(&s->watch, loop, on_poll, on_poll_closed, s, &s->pending_closes);
     uv_timer_init(loop, &s->timer);
@@ -1161,6 +1187,7 @@ static void free_sink(pg_sink *s)
         s->closed_cb(s->closed_arg, &s->base.stats);
     rp_free(s->conninfo);
     rp_task_unregister(&s->base.task);
+    rp_free((char *)s->opts.metric_tables);
     rp_free(s->base.uri);
     rp_free(s);
 }

@@ -48,6 +48,10 @@ typedef struct rp_sink_opts {
     int64_t maintenance_ms; /* 0: never */
     int64_t shutdown_timeout_ms;
     int64_t connect_timeout_ms;
+    /* PostgreSQL sink: storage names (newline-separated) whose tables are created up
+     * front, so that dashboards never query a table that does not exist yet; NULL: none.
+     * Copied by the sink. */
+    const char *metric_tables;
 } rp_sink_opts;
 
 typedef struct rp_sink_ops {

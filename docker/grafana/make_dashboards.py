@@ -87,6 +87,7 @@ BOARDS = {
         ts('Temp bytes per second', rate('db_stats', 'temp_bytes'), 'Bps'),
         ts('Deadlocks per second', rate('db_stats', 'deadlocks'), 'ops'),
         ts('WAL generated', rate('wal', 'xlog_location_b'), 'Bps', main=True),
+        ts('WAL directory size', gauge('wal_size', 'size_b'), 'bytes'),
     ]),
     'sessions': ('pgreaper: sessions and locks', [
         ts('Sessions by state', 'select $__timeGroupAlias(time, $__interval), '

@@ -37,7 +37,7 @@ typedef struct cpu_rec {
 static pthread_mutex_t cpu_lock = PTHREAD_MUTEX_INITIALIZER; /* timers list, start/finish */
 static _Atomic bool cpu_on;
 static cpu_rec *recs;
-static size_t recs_cap, recs_len; /* mapping size in records */
+static size_t recs_cap; /* the buffer's size in records */
 static _Atomic size_t widx;
 static _Atomic int64_t lost;
 static _Atomic int in_handler;
@@ -127,7 +127,7 @@ int rp_cpu_start(int seconds)
         return -ENOMEM;
     }
     recs = p;
-    recs_cap = recs_len = cap;
+    recs_cap = cap;
     atomic_store(&widx, 0);
     atomic_store(&lost, 0);
     clock_gettime(CLOCK_MONOTONIC, &started);
@@ -195,7 +195,7 @@ int rp_cpu_finish(rp_buf *out)
     int64_t ns =
         (int64_t)(now.tv_sec - started.tv_sec) * 1000000000 + (now.tv_nsec - started.tv_nsec);
     int rc = build(out, ns);
-    munmap(recs, recs_len * sizeof(cpu_rec));
+    munmap(recs, recs_cap * sizeof(cpu_rec));
     recs = NULL;
     recs_cap = 0;
     atomic_store(&cpu_on, false);

@@ -555,3 +555,30 @@ int rp_pbuild_finish(rp_pbuild *b, rp_buf *out)
     free(mod_ids);
     return rc;
 }
+
+Perftools__Profiles__Profile *rp_pbuild_decode(const void *gz, size_t len)
+{
+    rp_buf raw = RP_BUF_INIT;
+    z_stream z;
+    memset(&z, 0, sizeof(z));
+    if (inflateInit2(&z, 15 + 16) != Z_OK)
+        return NULL;
+    z.next_in = (Bytef *)gz;
+    z.avail_in = (uInt)len;
+    int rc;
+    do {
+        rp_buf_reserve(&raw, 1 << 16);
+        z.next_out = (Bytef *)raw.data + raw.len;
+        z.avail_out = (uInt)(raw.cap - raw.len - 1);
+        size_t before = z.avail_out;
+        rc = inflate(&z, Z_NO_FLUSH);
+        raw.len += before - z.avail_out;
+    } while (rc == Z_OK);
+    inflateEnd(&z);
+    Perftools__Profiles__Profile *p =
+        rc == Z_STREAM_END
+            ? perftools__profiles__profile__unpack(NULL, raw.len, (const uint8_t *)raw.data)
+            : NULL;
+    rp_buf_fini(&raw);
+    return p;
+}

@@ -56,6 +56,13 @@ void rp_pbuild_label_num(rp_pbuild *b, size_t sample, const char *key, int64_t n
 /* Symbolize, encode and gzip into out (appended). 0, or -EIO when zlib failed. */
 RP_NODISCARD int rp_pbuild_finish(rp_pbuild *b, rp_buf *out);
 
+/*
+ * Gunzip and decode a profile (for readers of profiles: pgreaper compare, tests).
+ * NULL when it is not a gzip'd profile.proto. Free with
+ * perftools__profiles__profile__free_unpacked(p, NULL).
+ */
+struct Perftools__Profiles__Profile *rp_pbuild_decode(const void *gz, size_t len);
+
 /* Symbol text for one address as the debug=1 texts print it: "func+0xoff" or "mod+0xoff". */
 void rp_pbuild_symbolize(uintptr_t addr, rp_buf *out);
 

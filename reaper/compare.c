@@ -22,8 +22,8 @@
 #include <unistd.h>
 
 #include <libpq-fe.h>
-#include <zlib.h>
 
+#include "pprof/pbuild.h"
 #include "pprof/profile.pb-c.h"
 #include "reaper/buf.h"
 #include "reaper/config.h"
@@ -370,33 +370,6 @@ static void read_proc(pid_t pid, sample *s)
         s->rss = (double)rss * (double)sysconf(_SC_PAGESIZE);
 }
 
-static Perftools__Profiles__Profile *decode_profile(const rp_buf *gz)
-{
-    rp_buf raw = RP_BUF_INIT;
-    z_stream z;
-    memset(&z, 0, sizeof(z));
-    if (inflateInit2(&z, 15 + 16) != Z_OK)
-        return NULL;
-    z.next_in = (Bytef *)gz->data;
-    z.avail_in = (uInt)gz->len;
-    int rc;
-    do {
-        rp_buf_reserve(&raw, 1 << 16);
-        z.next_out = (Bytef *)raw.data + raw.len;
-        z.avail_out = (uInt)(raw.cap - raw.len - 1);
-        size_t before = z.avail_out;
-        rc = inflate(&z, Z_NO_FLUSH);
-        raw.len += before - z.avail_out;
-    } while (rc == Z_OK);
-    inflateEnd(&z);
-    Perftools__Profiles__Profile *p =
-        rc == Z_STREAM_END
-            ? perftools__profiles__profile__unpack(NULL, raw.len, (const uint8_t *)raw.data)
-            : NULL;
-    rp_buf_fini(&raw);
-    return p;
-}
-
 static const char *label_of(const Perftools__Profiles__Profile *p,
                             const Perftools__Profiles__Sample *s, const char *key)
 {
@@ -423,7 +396,7 @@ static int role_index(sample *s, const char *role)
 /* Threads and tasks by role, from the goroutine profile. */
 static int read_goroutines(const rp_buf *gz, sample *s)
 {
-    Perftools__Profiles__Profile *p = decode_profile(gz);
+    Perftools__Profiles__Profile *p = rp_pbuild_decode(gz->data, gz->len);
     if (!p)
         return -EIO;
     s->threads = s->tasks = s->nroles = 0;
@@ -443,7 +416,7 @@ static int read_goroutines(const rp_buf *gz, sample *s)
 
 static double heap_inuse(const rp_buf *gz)
 {
-    Perftools__Profiles__Profile *p = decode_profile(gz);
+    Perftools__Profiles__Profile *p = rp_pbuild_decode(gz->data, gz->len);
     double sum = 0;
     for (size_t i = 0; p && i < p->n_sample; i++)
         if (p->sample[i]->n_value == 4)

@@ -755,12 +755,8 @@ static void pm_stop(void *c, int drain_ms, rp_source_closed_cb cb, void *arg)
 
 static void free_source(pm_source *s)
 {
-    if (s->opts->retired) {
-        const uint64_t *in = (const uint64_t *)&s->stats;
-        uint64_t *out = (uint64_t *)s->opts->retired;
-        for (size_t i = 0; i < sizeof(s->stats) / sizeof(uint64_t); i++)
-            out[i] += in[i];
-    }
+    if (s->opts->retired)
+        rp_source_stats_add(s->opts->retired, &s->stats);
     rp_source_closed_cb cb = s->closed_cb;
     void *arg = s->closed_arg;
     pthread_mutex_destroy(&s->lock);

@@ -410,23 +410,6 @@ static void shutdown_finish(rp_reaper *r)
  *-------------------------------------------------------------------------
  */
 
-static void add_stats(rp_source_stats *t, const rp_source_stats *s)
-{
-    t->ticks += s->ticks;
-    t->skipped_ticks += s->skipped_ticks;
-    t->pipelines += s->pipelines;
-    t->queries += s->queries;
-    t->fetches_ok += s->fetches_ok;
-    t->fetch_errors += s->fetch_errors;
-    t->rows += s->rows;
-    t->values += s->values;
-    t->connects += s->connects;
-    t->connect_failures += s->connect_failures;
-    t->disconnects += s->disconnects;
-    for (int i = 0; i < 16; i++)
-        t->lateness_ms_hist[i] += s->lateness_ms_hist[i];
-}
-
 static void vars_sources(rp_reaper *r, rp_buf *b)
 {
     rp_source_stats t = r->totals;
@@ -437,7 +420,7 @@ static void vars_sources(rp_reaper *r, rp_buf *b)
         if (!cell->in_use || !cell->src)
             continue;
         const rp_source_stats *s = r->ops->stats(cell->src);
-        add_stats(&t, s);
+        rp_source_stats_add(&t, s);
         rp_buf_puts(b, sep);
         rp_buf_json_str(b, r->ops->name(cell->src), strlen(r->ops->name(cell->src)));
         rp_buf_printf(b,

@@ -1150,7 +1150,7 @@ void rp_source_update(rp_source *src, const rp_source_def *def, rp_catalog *cat)
                   src->nslots);
 }
 
-static void add_stats(rp_source_stats *to, const rp_source_stats *from)
+void rp_source_stats_add(rp_source_stats *to, const rp_source_stats *from)
 {
     const uint64_t *in = (const uint64_t *)from;
     uint64_t *out = (uint64_t *)to;
@@ -1161,7 +1161,7 @@ static void add_stats(rp_source_stats *to, const rp_source_stats *from)
 static void free_source(rp_source *src)
 {
     if (src->opts->retired)
-        add_stats(src->opts->retired, &src->stats);
+        rp_source_stats_add(src->opts->retired, &src->stats);
     rp_source_closed_cb cb = src->closed_cb;
     void *arg = src->closed_arg;
     rp_pgconn_params_fini(&src->params);

@@ -87,6 +87,9 @@ const rp_source_stats *rp_source_get_stats(const rp_source *src);
 /* Short name of the current state ("ready", "busy", ...). */
 const char *rp_source_state_name(const rp_source *src);
 
+/* Add every counter (and the lateness histogram) of from to to. */
+void rp_source_stats_add(rp_source_stats *to, const rp_source_stats *from);
+
 /* Whether a metric's error means "cannot run on this server" (missing relation, function
  * or extension library, extension not preloaded, no privilege, not supported): such a
  * metric is logged once and left out for a while instead of failing every interval. */

@@ -13,9 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <zlib.h>
-
 #include "pprof/heap.h"
+#include "pprof/pbuild.h"
 #include "pprof/profile.pb-c.h"
 #include "reaper/buf.h"
 #include "tests/lib/tap.h"
@@ -35,23 +34,11 @@ static __attribute__((noinline)) void *alloc_known(size_t n)
 
 static Prof *current_profile(rp_buf *gz)
 {
-    static unsigned char raw[8 << 20];
     rp_buf_reset(gz);
     rp_heap_guard_enter();
     int rc = rp_heap_profile(gz, false);
     rp_heap_guard_leave();
-    z_stream z;
-    memset(&z, 0, sizeof(z));
-    if (rc < 0 || inflateInit2(&z, 15 + 16) != Z_OK)
-        return NULL;
-    z.next_in = (Bytef *)gz->data;
-    z.avail_in = (uInt)gz->len;
-    z.next_out = raw;
-    z.avail_out = sizeof(raw);
-    rc = inflate(&z, Z_FINISH);
-    size_t n = sizeof(raw) - z.avail_out;
-    inflateEnd(&z);
-    return rc == Z_STREAM_END ? perftools__profiles__profile__unpack(NULL, n, raw) : NULL;
+    return rc < 0 ? NULL : rp_pbuild_decode(gz->data, gz->len);
 }
 
 static bool sample_has(const Prof *p, const Perftools__Profiles__Sample *s, const char *fn)

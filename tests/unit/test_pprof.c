@@ -10,8 +10,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <zlib.h>
-
 #include "pprof/httpreq.h"
 #include "pprof/pbuild.h"
 #include "pprof/profile.pb-c.h"
@@ -23,19 +21,7 @@ typedef Perftools__Profiles__Profile Prof;
 
 static Prof *decode(const rp_buf *gz)
 {
-    static unsigned char raw[1 << 20];
-    z_stream z;
-    memset(&z, 0, sizeof(z));
-    if (inflateInit2(&z, 15 + 16) != Z_OK)
-        return NULL;
-    z.next_in = (Bytef *)gz->data;
-    z.avail_in = (uInt)gz->len;
-    z.next_out = raw;
-    z.avail_out = sizeof(raw);
-    int rc = inflate(&z, Z_FINISH);
-    size_t n = sizeof(raw) - z.avail_out;
-    inflateEnd(&z);
-    return rc == Z_STREAM_END ? perftools__profiles__profile__unpack(NULL, n, raw) : NULL;
+    return rp_pbuild_decode(gz->data, gz->len);
 }
 
 static __attribute__((noinline)) int known_static_fn(uintptr_t *pcs)

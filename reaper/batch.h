@@ -54,10 +54,11 @@ typedef struct rp_batch {
     size_t ncustom_tags;
     size_t nrows;
     size_t ncols;
-    rp_column *cols;             /* owned */
-    int time_col;                /* index of epoch_ns, or -1 */
-    const struct pg_result *res; /* borrowed; either res ... */
-    const char *const *vals;     /* ... or vals[row * ncols + col], NULL = SQL null */
+    rp_column *cols;                     /* owned */
+    int time_col;                        /* index of epoch_ns, or -1 */
+    const struct pg_result *res;         /* borrowed; either res ... */
+    const struct pg_result *const *rows; /* ... or one single-row result per row ... */
+    const char *const *vals;             /* ... or vals[row * ncols + col], NULL = SQL null */
 } rp_batch;
 
 /* Map a PostgreSQL type OID to a value kind. */
@@ -65,6 +66,10 @@ rp_value_kind rp_value_kind_for_oid(unsigned oid);
 
 /* Describe res (borrowed, must outlive the batch). Allocates the column array only. */
 void rp_batch_init_result(rp_batch *b, const struct pg_result *res);
+/* Describe rows read in single-row mode: rows[i] (borrowed) holds row i; desc (borrowed)
+ * is any result of the query with its column descriptions. */
+void rp_batch_init_rows(rp_batch *b, const struct pg_result *desc,
+                        const struct pg_result *const *rows, size_t nrows);
 /* Describe a synthetic batch: cols (copied) and vals (borrowed). */
 void rp_batch_init_values(rp_batch *b, const rp_column *cols, size_t ncols, size_t nrows,
                           const char *const *vals);

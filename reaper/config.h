@@ -59,6 +59,8 @@ typedef struct rp_metric_def {
     char *storage_name;      /* may be NULL: stored under name */
     char *description;       /* may be NULL */
     int statement_timeout_s; /* -1: use --statement-timeout */
+    int result_max_rows;     /* 0: use --result-max-rows */
+    int result_max_bytes;    /* 0: use --result-max-bytes */
     rp_node_status node_status;
     bool is_instance_level;
     rp_mark mark;

@@ -293,6 +293,10 @@ static int metric_field(const walk *w, const yaml_node_t *k, const yaml_node_t *
         return parse_node_status(w, v, d);
     if (strcmp(key, "statement_timeout_seconds") == 0)
         return get_int(w, v, "statement_timeout_seconds", 0, 86400, &d->statement_timeout_s);
+    if (strcmp(key, "result_max_rows") == 0)
+        return get_int(w, v, "result_max_rows", 1, 100000000, &d->result_max_rows);
+    if (strcmp(key, "result_max_bytes") == 0)
+        return get_int(w, v, "result_max_bytes", 1024, 2147483647, &d->result_max_bytes);
     if (is_legacy_metric_key(key))
         return 0;
     char where[160];

@@ -28,6 +28,12 @@ const rp_opt_def rp_opt_table[] = {
     {"statement-timeout", "PGREAPER_STATEMENT_TIMEOUT", RP_OPT_INT, OFF(statement_timeout_s), 0,
      86400, "SECONDS", "10",
      "statement_timeout for metrics without statement_timeout_seconds (0: none)"},
+    {"result-max-rows", "PGREAPER_RESULT_MAX_ROWS", RP_OPT_INT, OFF(result_max_rows), 1, 100000000,
+     "ROWS", "100000",
+     "a metric result with more rows is not stored (metric key result_max_rows overrides)"},
+    {"result-max-bytes", "PGREAPER_RESULT_MAX_BYTES", RP_OPT_BYTES, OFF(result_max_bytes), 1024,
+     2147483647, "BYTES", "16MiB",
+     "a metric result with more bytes is not stored (metric key result_max_bytes overrides)"},
     {"connect-timeout", "PGREAPER_CONNECT_TIMEOUT", RP_OPT_INT, OFF(connect_timeout_s), 1, 3600,
      "SECONDS", "10", "give up a connection attempt (DNS included) after SECONDS"},
     {"shutdown-timeout", "PGREAPER_SHUTDOWN_TIMEOUT", RP_OPT_INT, OFF(shutdown_timeout_s), 0, 3600,
@@ -92,6 +98,8 @@ void rp_options_init(rp_options *o)
     memset(o, 0, sizeof(*o));
     o->refresh_s = 120;
     o->statement_timeout_s = 10;
+    o->result_max_rows = 100000;
+    o->result_max_bytes = 16LL << 20;
     o->connect_timeout_s = 10;
     o->shutdown_timeout_s = 10;
     o->batching_delay_ms = 1000;

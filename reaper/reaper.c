@@ -357,15 +357,18 @@ static void log_summary(const rp_reaper *r)
     uint64_t sink_rows = k->rows, sink_written = k->rows_written, sink_dropped = k->rows_dropped;
     rp_log_info("summary: ticks=%llu skipped_ticks=%llu pipelines=%llu queries=%llu "
                 "fetches_ok=%llu fetch_errors=%llu rows=%llu values=%llu connects=%llu "
-                "connect_failures=%llu disconnects=%llu sink_rows=%llu sink_rows_written=%llu "
-                "sink_rows_dropped=%llu",
+                "connect_failures=%llu disconnects=%llu session_resets=%llu "
+                "results_over_cap=%llu fetches_discarded=%llu sink_rows=%llu "
+                "sink_rows_written=%llu sink_rows_dropped=%llu",
                 (unsigned long long)t->ticks, (unsigned long long)t->skipped_ticks,
                 (unsigned long long)t->pipelines, (unsigned long long)t->queries,
                 (unsigned long long)t->fetches_ok, (unsigned long long)t->fetch_errors,
                 (unsigned long long)t->rows, (unsigned long long)t->values,
                 (unsigned long long)t->connects, (unsigned long long)t->connect_failures,
-                (unsigned long long)t->disconnects, (unsigned long long)sink_rows,
-                (unsigned long long)sink_written, (unsigned long long)sink_dropped);
+                (unsigned long long)t->disconnects, (unsigned long long)t->session_resets,
+                (unsigned long long)t->results_over_cap, (unsigned long long)t->fetches_discarded,
+                (unsigned long long)sink_rows, (unsigned long long)sink_written,
+                (unsigned long long)sink_dropped);
     rp_log_info("summary: sink_batches=%llu sink_bytes=%llu sink_writes=%llu "
                 "sink_write_ms_avg=%.1f sink_write_ms_max=%.1f sink_reconnects=%llu "
                 "sink_write_errors=%llu",
@@ -436,13 +439,17 @@ static void vars_sources(rp_reaper *r, rp_buf *b)
                   "\"skipped_ticks\": %llu, \"pipelines\": %llu, \"queries\": %llu, "
                   "\"fetches_ok\": %llu, \"fetch_errors\": %llu, \"rows\": %llu, "
                   "\"values\": %llu, \"connects\": %llu, \"connect_failures\": %llu, "
-                  "\"disconnects\": %llu, \"lateness_ms_hist\": [",
+                  "\"disconnects\": %llu, \"session_resets\": %llu, "
+                  "\"results_over_cap\": %llu, \"fetches_discarded\": %llu, "
+                  "\"lateness_ms_hist\": [",
                   r->ops->mode, r->live, (unsigned long long)t.ticks,
                   (unsigned long long)t.skipped_ticks, (unsigned long long)t.pipelines,
                   (unsigned long long)t.queries, (unsigned long long)t.fetches_ok,
                   (unsigned long long)t.fetch_errors, (unsigned long long)t.rows,
                   (unsigned long long)t.values, (unsigned long long)t.connects,
-                  (unsigned long long)t.connect_failures, (unsigned long long)t.disconnects);
+                  (unsigned long long)t.connect_failures, (unsigned long long)t.disconnects,
+                  (unsigned long long)t.session_resets, (unsigned long long)t.results_over_cap,
+                  (unsigned long long)t.fetches_discarded);
     for (int i = 0; i < 16; i++)
         rp_buf_printf(b, "%s%llu", i ? ", " : "", (unsigned long long)t.lateness_ms_hist[i]);
     rp_buf_puts(b, "]},\n");
@@ -544,6 +551,8 @@ static int init_loop(rp_reaper *r)
     r->sopts.libpq_trace_dir = r->opts->libpq_trace;
     r->sopts.retired = &r->totals;
     r->sopts.max_conns = r->opts->max_conns_per_db;
+    r->sopts.result_max_rows = r->opts->result_max_rows;
+    r->sopts.result_max_bytes = r->opts->result_max_bytes;
     uv_signal_init(&r->loop, &r->sig_hup);
     uv_signal_init(&r->loop, &r->sig_term);
     uv_signal_init(&r->loop, &r->sig_int);

@@ -40,6 +40,8 @@
 #define SKIP_MS            (10 * 60 * 1000) /* a metric the server cannot run */
 #define BATCH_GRACE_MS     10000
 #define INSTANCE_UP_METRIC "instance_up"
+#define YIELD_NS           (2 * 1000000ULL) /* reading a result yields to the loop this often */
+#define GUARD_DIVISOR      16 /* a result above 1/16 of a cap is read row by row next time */
 
 typedef enum rp_source_state {
     RP_SOURCE_IDLE = 0,   /* created; waits for rp_source_start() */
@@ -60,6 +62,7 @@ typedef enum rp_event {
     EV_IO_ERROR, /* poll reported an error */
     EV_DEADLINE, /* the state's deadline passed (io_timer) */
     EV_RESOLVED, /* uv_getaddrinfo finished (src->resolve_status) */
+    EV_RESUME,   /* continue reading after a yield (yield_timer) */
 } rp_event;
 
 typedef enum item_kind {
@@ -68,12 +71,14 @@ typedef enum item_kind {
     ITEM_QUERY,
     ITEM_RUNTIME,
     ITEM_DEALLOCATE,
+    ITEM_PROBE, /* the session check after a metric's first run on a connection */
     ITEM_SYNC,
 } item_kind;
 
 typedef struct item {
     item_kind kind;
-    int slot; /* metric slot for PREPARE and QUERY */
+    int slot; /* metric slot for PREPARE, QUERY and PROBE; the slots are only replaced
+               * between pipelines (see apply_pending), so the index stays valid */
 } item;
 
 /* One metric as this connection runs it. */
@@ -90,6 +95,11 @@ typedef struct slot {
     uint64_t err_logged_at;
     int64_t fetch_time_ns;
     uint64_t skip_until; /* loop ms: left out until then (see metric_unavailable) */
+    bool offender;       /* changed the session or is no query: left out until its SQL changes */
+    bool probed;         /* the session was checked after a run on this connection */
+    bool shape_ok;       /* column names checked for this statement */
+    bool sized;          /* a result of this SQL was seen; read whole while it stays small */
+    uint64_t last_rows, last_bytes; /* of the last complete result */
 } slot;
 
 struct rp_source {
@@ -139,6 +149,23 @@ struct rp_source {
     size_t nstale, cap_stale;
     int null_streak;
     bool standby_blocked_logged;
+
+    /* changes that wait for the batch boundary (see apply_pending) */
+    rp_source_def next_def;
+    rp_catalog *next_cat; /* non-NULL: next_def and next_cat wait */
+    bool plan_dirty;      /* the runtime query changed role or version */
+    char reset_why[200];  /* non-empty: reconnect after this batch */
+    bool tainted;         /* a metric of this pipeline changed the session: later results are
+                           * discarded (counted), they may carry that change */
+
+    /* the result being read (ITEM_QUERY) */
+    bool single_set;                /* single-row mode was decided for the current item */
+    bool single;                    /* ... and is on */
+    PGresult **rows;                /* single-row results kept so far (owned) */
+    size_t nrows, cap_rows;         /* rows kept */
+    uint64_t seen_rows, seen_bytes; /* of the current result, kept or not */
+    bool over_cap;
+    uv_timer_t yield_timer; /* resumes reading after a yield */
 
     int backoff_ms;
     bool down_logged;
@@ -225,6 +252,13 @@ static void on_io_timer(uv_timer_t *t)
     step(t->data, EV_DEADLINE);
 }
 
+static void on_yield_timer(uv_timer_t *t)
+{
+    rp_source *src = t->data;
+    src->io_events = 0; /* nothing new to read: libpq holds what is left */
+    step(src, EV_RESUME);
+}
+
 static void on_tick_timer(uv_timer_t *t);
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
@@ -266,6 +300,14 @@ static int watch(rp_source *src, int events)
     return rp_pgconn_watch_set(&src->watch, src->conn, events);
 }
 
+/* Free the single-row results kept for the current item. */
+static void drop_rows(rp_source *src)
+{
+    for (size_t i = 0; i < src->nrows; i++)
+        PQclear(src->rows[i]);
+    src->nrows = 0;
+}
+
 static void disconnect(rp_source *src)
 {
     unwatch(src);
@@ -277,8 +319,14 @@ static void disconnect(rp_source *src)
         fclose(src->trace);
         src->trace = NULL;
     }
-    for (size_t i = 0; i < src->nslots; i++)
+    for (size_t i = 0; i < src->nslots; i++) {
         src->slots[i].prepared = false;
+        src->slots[i].probed = false;
+        src->slots[i].shape_ok = false;
+    }
+    drop_rows(src);
+    src->single_set = false;
+    uv_timer_stop(&src->yield_timer);
     src->cur_timeout_ms = -1;
     src->nitems = src->cur_item = 0;
     src->nstale = 0; /* the server forgot them with the connection */
@@ -307,20 +355,26 @@ void rp_source_write_up(struct rp_sinks *sinks, const rp_source_def *def, bool u
     rp_batch_fini(&b);
 }
 
+size_t rp_source_write_batch(struct rp_sinks *sinks, const rp_source_def *def,
+                             const rp_metric_def *metric, rp_batch *b, int64_t t)
+{
+    b->source = def->name;
+    b->metric = metric->name;
+    b->storage = metric->storage_name ? metric->storage_name : metric->name;
+    b->fetch_time_ns = t;
+    b->custom_tags = def->custom_tags;
+    b->ncustom_tags = def->ncustom_tags;
+    if (b->nrows > 0)
+        rp_sinks_write(sinks, b);
+    return b->nrows * b->ncols;
+}
+
 size_t rp_source_write_rows(struct rp_sinks *sinks, const rp_source_def *def,
                             const rp_metric_def *metric, const struct pg_result *res, int64_t t)
 {
     rp_batch b;
     rp_batch_init_result(&b, res);
-    b.source = def->name;
-    b.metric = metric->name;
-    b.storage = metric->storage_name ? metric->storage_name : metric->name;
-    b.fetch_time_ns = t;
-    b.custom_tags = def->custom_tags;
-    b.ncustom_tags = def->ncustom_tags;
-    size_t values = b.nrows * b.ncols;
-    if (b.nrows > 0)
-        rp_sinks_write(sinks, &b);
+    size_t values = rp_source_write_batch(sinks, def, metric, &b, t);
     rp_batch_fini(&b);
     return values;
 }
@@ -352,7 +406,7 @@ static void choose_sql(rp_source *src, slot *sl)
         return;
     }
     sl->sql = sql;
-    sl->prepared = false;
+    sl->prepared = sl->probed = sl->shape_ok = sl->sized = sl->offender = false;
     snprintf(sl->stmt_name, sizeof(sl->stmt_name), "rp_%u", ++src->stmt_gen);
     if (!sql && !sl->no_sql_logged && !sl->is_instance_up) {
         rp_log_at(RP_LOG_WARN, src->def.name, sl->def->name, NULL,
@@ -433,6 +487,54 @@ static bool rebuild_plan(rp_source *src)
     src->due = rp_calloc(n ? n : 1, sizeof(size_t));
     rp_grow((void **)&src->items, &src->cap_items, 4 * n + 4, sizeof(item));
     return changed;
+}
+
+static void log_blocked(rp_source *src)
+{
+    if (collecting_blocked(src) && !src->standby_blocked_logged) {
+        rp_log_at(RP_LOG_INFO, src->def.name, NULL, NULL,
+                  "source is a standby and only_if_master is set: not collecting");
+        src->standby_blocked_logged = true;
+    } else if (!collecting_blocked(src)) {
+        src->standby_blocked_logged = false;
+    }
+}
+
+/* Apply what waited for the batch boundary: a reload (next_def, next_cat) and a change of
+ * role or version seen by the runtime query. Never runs while a pipeline is in flight,
+ * because items refer to slots by index. */
+static void apply_pending(rp_source *src)
+{
+    if (src->next_cat) {
+        rp_catalog *old_cat = src->cat;
+        rp_source_def old_def = src->def;
+        src->def = src->next_def;
+        memset(&src->next_def, 0, sizeof(src->next_def));
+        src->cat = src->next_cat;
+        src->next_cat = NULL;
+        src->plan_dirty = false;
+        bool changed = rebuild_plan(src); /* old slots point into old_cat until here */
+        rp_catalog_unref(old_cat);
+        rp_source_def_fini(&old_def);
+        if (changed)
+            rp_log_at(RP_LOG_INFO, src->def.name, NULL, NULL, "metrics updated (%zu metrics)",
+                      src->nslots);
+    } else if (src->plan_dirty) {
+        src->plan_dirty = false;
+        (void)rebuild_plan(src);
+    } else {
+        return;
+    }
+    log_blocked(src);
+}
+
+static void drop_pending(rp_source *src)
+{
+    if (!src->next_cat)
+        return;
+    rp_source_def_fini(&src->next_def);
+    rp_catalog_unref(src->next_cat);
+    src->next_cat = NULL;
 }
 
 /*-------------------------------------------------------------------------
@@ -590,6 +692,9 @@ static void enter_backoff(rp_source *src, const char *why)
     disconnect(src);
     uv_timer_stop(&src->tick_timer);
     set_state(src, RP_SOURCE_BACKOFF);
+    src->reset_why[0] = '\0'; /* reconnecting resets the session anyway */
+    src->tainted = false;
+    apply_pending(src);
     src->resolve_idx = 0;
     if (was_up)
         src->stats.disconnects++;
@@ -668,6 +773,42 @@ static int send_timeout(rp_source *src, int ms)
     return send_sync(src);
 }
 
+/* What a metric may have left in the session that rollback does not undo or that
+ * survives the implicit transaction: settings (other than our statement_timeout),
+ * advisory locks, SQL-level prepared statements, cursors, LISTEN, temporary tables.
+ * Empty when the session is as pgreaper left it. */
+static const char probe_sql[] =
+    "select concat_ws('; ', "
+    "(select 'settings: ' || string_agg(name, ', ' order by name) from pg_settings "
+    "where source = 'session' and not (name = 'statement_timeout' and setting = $1)), "
+    "(select 'advisory locks: ' || count(*) from pg_locks where locktype = 'advisory' "
+    "and pid = pg_backend_pid() having count(*) > 0), "
+    "(select 'prepared statements: ' || string_agg(name, ', ') from pg_prepared_statements "
+    "where from_sql), "
+    "(select 'cursors: ' || string_agg(name, ', ') from pg_cursors where is_holdable), "
+    "(select 'listening: ' || string_agg(c, ', ') from pg_listening_channels() c), "
+    "(select 'temporary tables: ' || count(*) from pg_class where relpersistence = 't' "
+    "and relnamespace = pg_my_temp_schema() having count(*) > 0))";
+
+/* The session is checked once after a metric's first run on each connection. Not through
+ * a pooler (--no-prepared): there the session is shared with other clients. */
+static bool wants_probe(const rp_source *src, const slot *sl)
+{
+    return !sl->probed && !(src->opts->no_prepared || src->def.no_prepared);
+}
+
+static int send_probe(rp_source *src, size_t idx)
+{
+    char v[24];
+    snprintf(v, sizeof(v), "%d", src->cur_timeout_ms);
+    const char *params[1] = {v};
+    src->slots[idx].probed = true;
+    add_item(src, ITEM_PROBE, (int)idx);
+    if (!PQsendQueryParams(src->conn, probe_sql, 1, NULL, params, NULL, NULL, 0))
+        return -EIO;
+    return send_sync(src);
+}
+
 static int send_metric(rp_source *src, size_t idx)
 {
     slot *sl = &src->slots[idx];
@@ -688,7 +829,9 @@ static int send_metric(rp_source *src, size_t idx)
     if (!ok)
         return -EIO;
     src->stats.queries++;
-    return send_sync(src);
+    if (send_sync(src) < 0)
+        return -EIO;
+    return wants_probe(src, sl) ? send_probe(src, idx) : 0;
 }
 
 static int send_deallocations(rp_source *src)
@@ -789,6 +932,8 @@ static void metric_failed(rp_source *src, slot *sl, const PGresult *res)
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     uint64_t h = hash_str(msg);
     uint64_t now = now_ms(src);
+    if (state && strcmp(state, "26000") == 0)
+        sl->prepared = false; /* someone deallocated it: prepare it again next time */
     if (rp_source_error_unavailable(state)) {
         metric_unavailable(src, sl, msg, state, h);
         return;
@@ -802,16 +947,194 @@ static void metric_failed(rp_source *src, slot *sl, const PGresult *res)
     sl->failing = true;
 }
 
+/* Hand the result to the sinks: res itself, or the single-row results kept in src->rows. */
 static void metric_rows(rp_source *src, slot *sl, const PGresult *res)
 {
     if (sl->failing) {
         rp_log_at(RP_LOG_INFO, src->def.name, sl->def->name, NULL, "metric query succeeded again");
         sl->failing = false;
     }
+    rp_batch b;
+    if (src->single)
+        rp_batch_init_rows(&b, res, (const PGresult *const *)src->rows, src->nrows);
+    else
+        rp_batch_init_result(&b, res);
     src->stats.fetches_ok++;
-    src->stats.rows += (uint64_t)PQntuples(res);
+    src->stats.rows += b.nrows;
     src->stats.values +=
-        rp_source_write_rows(src->opts->sinks, &src->def, sl->def, res, sl->fetch_time_ns);
+        rp_source_write_batch(src->opts->sinks, &src->def, sl->def, &b, sl->fetch_time_ns);
+    rp_batch_fini(&b);
+}
+
+/*-------------------------------------------------------------------------
+ * Misbehaving metrics: commands, session changes, oversized results
+ *-------------------------------------------------------------------------
+ */
+
+/* sl did something that must not reach the other metrics: left out until its SQL changes,
+ * logged once, and the connection is reset after this batch. */
+static void offender(rp_source *src, slot *sl, const char *what)
+{
+    if (!sl->offender)
+        rp_log_at(RP_LOG_ERROR, src->def.name, sl->def->name, NULL,
+                  "metric disabled: it %s; a metric must be one query that leaves the session as "
+                  "it found it (it runs again once a reload changes its SQL)",
+                  what);
+    sl->offender = true;
+    sl->failing = true;
+    src->tainted = true;
+    if (!src->reset_why[0])
+        snprintf(src->reset_why, sizeof(src->reset_why), "metric \"%s\" %s", sl->def->name, what);
+}
+
+static void result_caps(const rp_source *src, const slot *sl, uint64_t *rows, uint64_t *bytes)
+{
+    int64_t r = sl->def->result_max_rows, b = sl->def->result_max_bytes;
+    *rows = (uint64_t)(r > 0 ? r : src->opts->result_max_rows);
+    *bytes = (uint64_t)(b > 0 ? b : src->opts->result_max_bytes);
+}
+
+static bool over_caps(const rp_source *src, const slot *sl, uint64_t rows, uint64_t bytes)
+{
+    uint64_t max_rows, max_bytes;
+    result_caps(src, sl, &max_rows, &max_bytes);
+    return rows > max_rows || bytes > max_bytes;
+}
+
+/* Bytes of one row as counted against result_max_bytes: its values plus 8 per column. */
+static uint64_t row_bytes(const PGresult *res, int row)
+{
+    int ncols = PQnfields(res);
+    uint64_t n = 8 * (uint64_t)ncols;
+    for (int c = 0; c < ncols; c++)
+        n += (uint64_t)PQgetlength(res, row, c);
+    return n;
+}
+
+/* Before libpq parses any of a query's result: read it row by row (single-row mode) when
+ * its size is not known yet or was above 1/GUARD_DIVISOR of a cap last time, so that a
+ * cap is enforced while reading; small results are read whole (no allocation per row). */
+static void begin_item(rp_source *src, const item *it)
+{
+    src->single_set = true;
+    src->single = src->over_cap = false;
+    src->seen_rows = src->seen_bytes = 0;
+    if (it->kind != ITEM_QUERY)
+        return;
+    const slot *sl = &src->slots[it->slot];
+    uint64_t max_rows, max_bytes;
+    result_caps(src, sl, &max_rows, &max_bytes);
+    bool guarded = !sl->sized || sl->last_rows > max_rows / GUARD_DIVISOR ||
+                   sl->last_bytes > max_bytes / GUARD_DIVISOR;
+    src->single = guarded && PQsetSingleRowMode(src->conn) == 1;
+}
+
+/* One row in single-row mode (res is taken): kept while the result stays within its caps;
+ * past a cap every row kept is freed and the rest is read and discarded. */
+static void take_row(rp_source *src, const slot *sl, PGresult *res)
+{
+    src->seen_rows++;
+    src->seen_bytes += row_bytes(res, 0);
+    if (!src->over_cap && over_caps(src, sl, src->seen_rows, src->seen_bytes)) {
+        src->over_cap = true;
+        drop_rows(src);
+    }
+    if (src->over_cap) {
+        PQclear(res);
+        return;
+    }
+    rp_grow((void **)&src->rows, &src->cap_rows, src->nrows + 1, sizeof(PGresult *));
+    src->rows[src->nrows++] = res;
+}
+
+static void result_over_cap(rp_source *src, slot *sl)
+{
+    uint64_t max_rows, max_bytes, now = now_ms(src);
+    result_caps(src, sl, &max_rows, &max_bytes);
+    src->stats.fetch_errors++;
+    src->stats.results_over_cap++;
+    rp_log_at(RP_LOG_ERROR, src->def.name, sl->def->name, NULL,
+              "metric result too large: %llu rows, %llu bytes (caps: %llu rows, %llu bytes; "
+              "raise --result-max-rows/--result-max-bytes or the metric's "
+              "result_max_rows/result_max_bytes); nothing stored, tried again in %d minutes",
+              (unsigned long long)src->seen_rows, (unsigned long long)src->seen_bytes,
+              (unsigned long long)max_rows, (unsigned long long)max_bytes, SKIP_MS / 60000);
+    sl->failing = true;
+    sl->err_hash = 0;
+    sl->err_logged_at = now;
+    sl->skip_until = now + SKIP_MS;
+    if (src->seen_bytes > max_bytes && !src->reset_why[0]) /* libpq keeps its grown buffer */
+        snprintf(src->reset_why, sizeof(src->reset_why),
+                 "metric \"%s\" returned %llu bytes: releasing the connection's read buffer",
+                 sl->def->name, (unsigned long long)src->seen_bytes);
+}
+
+/* Two columns of one name would overwrite each other in every sink. */
+static bool duplicate_column(rp_source *src, slot *sl, const PGresult *res)
+{
+    int n = PQnfields(res);
+    for (int i = 1; i < n; i++) {
+        for (int j = 0; j < i; j++) {
+            if (strcmp(PQfname(res, i), PQfname(res, j)) != 0)
+                continue;
+            src->stats.fetch_errors++;
+            if (!sl->failing || sl->err_hash != 1)
+                rp_log_at(RP_LOG_ERROR, src->def.name, sl->def->name, NULL,
+                          "metric returns two columns named \"%s\" (columns %d and %d): "
+                          "nothing stored; give each column its own name",
+                          PQfname(res, i), j + 1, i + 1);
+            sl->failing = true;
+            sl->err_hash = 1;
+            return true;
+        }
+    }
+    sl->shape_ok = true;
+    return false;
+}
+
+static void query_result(rp_source *src, slot *sl, PGresult *res)
+{
+    ExecStatusType st = PQresultStatus(res);
+    if (src->tainted) { /* ran after another metric changed the session */
+        src->stats.fetches_discarded++;
+        sl->probed = false;
+    } else if (st == PGRES_COMMAND_OK) {
+        char what[96];
+        snprintf(what, sizeof(what), "ran %.40s, a command, not a query", PQcmdStatus(res));
+        src->stats.fetch_errors++;
+        offender(src, sl, what);
+    } else if (st != PGRES_TUPLES_OK) {
+        if (st != PGRES_PIPELINE_ABORTED)
+            metric_failed(src, sl, res);
+    } else {
+        if (!src->single) {
+            src->seen_rows = (uint64_t)PQntuples(res);
+            for (int r = 0; r < PQntuples(res); r++)
+                src->seen_bytes += row_bytes(res, r);
+            src->over_cap = over_caps(src, sl, src->seen_rows, src->seen_bytes);
+        }
+        sl->sized = true;
+        sl->last_rows = src->seen_rows;
+        sl->last_bytes = src->seen_bytes;
+        if (src->over_cap)
+            result_over_cap(src, sl);
+        else if (sl->shape_ok || !duplicate_column(src, sl, res))
+            metric_rows(src, sl, res);
+    }
+    drop_rows(src);
+}
+
+static void probe_result(rp_source *src, slot *sl, const PGresult *res)
+{
+    if (src->tainted) {     /* the session already holds another metric's change */
+        sl->probed = false; /* checked again after the reset */
+        return;
+    }
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || !*PQgetvalue(res, 0, 0))
+        return;
+    char what[200];
+    snprintf(what, sizeof(what), "changed the session (%.150s)", PQgetvalue(res, 0, 0));
+    offender(src, sl, what);
 }
 
 static void runtime_result(rp_source *src, const PGresult *res)
@@ -837,16 +1160,7 @@ static void runtime_result(rp_source *src, const PGresult *res)
     snprintf(src->dbname, sizeof(src->dbname), "%s", PQgetvalue(res, 0, 2));
     src->is_superuser = PQgetvalue(res, 0, 3)[0] == 't';
     snprintf(src->sysid, sizeof(src->sysid), "%s", PQgetvalue(res, 0, 4));
-    if (!changed)
-        return;
-    (void)rebuild_plan(src);
-    if (collecting_blocked(src) && !src->standby_blocked_logged) {
-        rp_log_at(RP_LOG_INFO, src->def.name, NULL, NULL,
-                  "source is a standby and only_if_master is set: not collecting");
-        src->standby_blocked_logged = true;
-    } else if (!collecting_blocked(src)) {
-        src->standby_blocked_logged = false;
-    }
+    src->plan_dirty = src->plan_dirty || changed; /* applied at the batch boundary */
 }
 
 static void item_result(rp_source *src, const item *it, PGresult *res)
@@ -868,10 +1182,10 @@ static void item_result(rp_source *src, const item *it, PGresult *res)
         }
         break;
     case ITEM_QUERY:
-        if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
-            metric_rows(src, sl, res);
-        else if (st != PGRES_PIPELINE_ABORTED)
-            metric_failed(src, sl, res);
+        query_result(src, sl, res);
+        break;
+    case ITEM_PROBE:
+        probe_result(src, sl, res);
         break;
     case ITEM_DEALLOCATE: /* nothing to do on failure: the name is never reused */
     case ITEM_SYNC:
@@ -879,28 +1193,45 @@ static void item_result(rp_source *src, const item *it, PGresult *res)
     }
 }
 
-/* Read every result that is available. 1: batch complete, 0: wait, <0: connection broken. */
+static void next_item(rp_source *src)
+{
+    src->cur_item++;
+    src->single_set = false;
+}
+
+/* Read every result that is available. 1: batch complete, 0: wait for the socket,
+ * 2: yield to the loop (YIELD_NS spent), <0: connection broken. */
 static int drain_results(rp_source *src)
 {
+    uint64_t start = uv_hrtime();
     while (src->cur_item < src->nitems) {
+        const item *it = &src->items[src->cur_item];
+        if (!src->single_set)
+            begin_item(src, it);
+        if (uv_hrtime() - start >= YIELD_NS)
+            return 2;
         if (PQisBusy(src->conn))
             return 0;
         PGresult *res = PQgetResult(src->conn);
-        const item *it = &src->items[src->cur_item];
         if (!res) {
             if (it->kind != ITEM_SYNC)
-                src->cur_item++;
+                next_item(src);
             else if (++src->null_streak > 2)
                 return -EPROTO;
             continue;
         }
         src->null_streak = 0;
-        if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_SINGLE_TUPLE && it->kind == ITEM_QUERY) {
+            take_row(src, &src->slots[it->slot], res);
+            continue;
+        }
+        if (st == PGRES_PIPELINE_SYNC) {
             if (it->kind != ITEM_SYNC) {
                 PQclear(res);
                 return -EPROTO;
             }
-            src->cur_item++;
+            next_item(src);
         } else if (it->kind != ITEM_SYNC) {
             item_result(src, it, res);
         }
@@ -911,8 +1242,23 @@ static int drain_results(rp_source *src)
     return 1;
 }
 
+/* Reconnect at once (not a failure: no backoff, no instance_up 0) because the session
+ * may carry a change that the other metrics must not see, or a grown read buffer. */
+static void reset_session(rp_source *src)
+{
+    rp_log_at(RP_LOG_WARN, src->def.name, NULL, NULL, "resetting the connection: %s",
+              src->reset_why);
+    src->reset_why[0] = '\0';
+    src->tainted = false;
+    src->stats.session_resets++;
+    disconnect(src);
+    uv_timer_stop(&src->tick_timer);
+    enter_resolving(src);
+}
+
 static void batch_done(rp_source *src)
 {
+    apply_pending(src);
     if (!src->was_connected) {
         src->was_connected = true;
         src->backoff_ms = BACKOFF_MIN_MS;
@@ -927,10 +1273,17 @@ static void batch_done(rp_source *src)
         enter_closing(src);
         return;
     }
+    if (PQtransactionStatus(src->conn) != PQTRANS_IDLE && !src->reset_why[0])
+        snprintf(src->reset_why, sizeof(src->reset_why),
+                 "a metric left a transaction open (rolled back)");
+    if (src->reset_why[0]) {
+        reset_session(src);
+        return;
+    }
     enter_ready(src);
 }
 
-/* Socket activity while a pipeline is in flight (BUSY or DRAINING). */
+/* Socket activity (or a resumed read) while a pipeline is in flight (BUSY or DRAINING). */
 static void pump(rp_source *src)
 {
     if (src->io_events & UV_READABLE) {
@@ -953,6 +1306,8 @@ static void pump(rp_source *src)
         batch_done(src);
         return;
     }
+    if (rc == 2) /* more is buffered: let other sources run, then go on */
+        uv_timer_start(&src->yield_timer, on_yield_timer, 0, 0);
     if (watch(src, f == 1 ? UV_READABLE | UV_WRITABLE : UV_READABLE) < 0)
         enter_backoff(src, "could not watch the connection's socket");
 }
@@ -973,7 +1328,7 @@ static void step_busy(rp_source *src, rp_event ev)
         enter_backoff(src, "socket error");
         return;
     }
-    if (ev == EV_IO)
+    if (ev == EV_IO || ev == EV_RESUME)
         pump(src);
 }
 
@@ -1019,7 +1374,7 @@ static size_t filter_due(rp_source *src, size_t ndue)
         slot *sl = &src->slots[src->due[i]];
         if (sl->is_instance_up)
             emit_instance_up(src, true);
-        else if (sl->sql && sl->skip_until <= now_ms(src))
+        else if (sl->sql && !sl->offender && sl->skip_until <= now_ms(src))
             src->due[k++] = src->due[i];
     }
     return k;
@@ -1123,7 +1478,8 @@ rp_source *rp_source_create(const rp_source_opts *opts, const rp_source_def *def
                          &src->pending_closes);
     uv_timer_init(opts->loop, &src->tick_timer);
     uv_timer_init(opts->loop, &src->io_timer);
-    src->tick_timer.data = src->io_timer.data = src;
+    uv_timer_init(opts->loop, &src->yield_timer);
+    src->tick_timer.data = src->io_timer.data = src->yield_timer.data = src;
     (void)rebuild_plan(src);
     return src;
 }
@@ -1136,18 +1492,16 @@ void rp_source_start(rp_source *src)
 
 void rp_source_update(rp_source *src, const rp_source_def *def, rp_catalog *cat)
 {
-    rp_catalog *old_cat = src->cat;
-    rp_source_def old_def = src->def;
-    rp_source_def_copy(&src->def, def);
-    src->cat = rp_catalog_ref(cat);
-    bool changed = rebuild_plan(src); /* old slots still point into old_cat until here */
-    rp_catalog_unref(old_cat);
-    rp_source_def_fini(&old_def);
+    if (src->state == RP_SOURCE_CLOSING)
+        return;
+    drop_pending(src); /* a newer one wins */
+    rp_source_def_copy(&src->next_def, def);
+    src->next_cat = rp_catalog_ref(cat);
+    if (src->state == RP_SOURCE_BUSY || src->state == RP_SOURCE_DRAINING)
+        return; /* applied when the batch is done */
+    apply_pending(src);
     if (src->state == RP_SOURCE_READY)
         arm_tick(src);
-    if (changed)
-        rp_log_at(RP_LOG_INFO, src->def.name, NULL, NULL, "metrics updated (%zu metrics)",
-                  src->nslots);
 }
 
 void rp_source_stats_add(rp_source_stats *to, const rp_source_stats *from)
@@ -1170,6 +1524,8 @@ static void free_source(rp_source *src)
     rp_free(src->due);
     rp_free(src->items);
     rp_free(src->stale);
+    rp_free(src->rows);
+    drop_pending(src);
     rp_free(src->masked_conn);
     rp_catalog_unref(src->cat);
     rp_source_def_fini(&src->def);
@@ -1191,13 +1547,14 @@ static void enter_closing(rp_source *src)
     if (src->state != RP_SOURCE_CLOSING) {
         set_state(src, RP_SOURCE_CLOSING);
         disconnect(src);
-        src->pending_closes += 2;
+        src->pending_closes += 3;
         if (src->resolving) {
             src->pending_closes++;
             uv_cancel((uv_req_t *)&src->resolver);
         }
         uv_close((uv_handle_t *)&src->tick_timer, on_timer_closed);
         uv_close((uv_handle_t *)&src->io_timer, on_timer_closed);
+        uv_close((uv_handle_t *)&src->yield_timer, on_timer_closed);
         return;
     }
     /* Called again by the resolver callback when it was the last pending close. */

@@ -19,6 +19,7 @@
 #include "reaper/config.h"
 
 struct rp_sinks;
+struct rp_batch;
 struct pg_result;
 
 typedef struct rp_source rp_source;
@@ -36,6 +37,8 @@ typedef struct rp_source_opts {
     const char *libpq_trace_dir;     /* NULL, or a folder for one libpq trace file per source */
     struct rp_source_stats *retired; /* NULL, or where a source adds its counters when freed */
     int max_conns;                   /* per-metric mode: connections per source */
+    int64_t result_max_rows;         /* for metrics without result_max_rows */
+    int64_t result_max_bytes;        /* for metrics without result_max_bytes */
 } rp_source_opts;
 
 typedef struct rp_source_stats {
@@ -50,6 +53,10 @@ typedef struct rp_source_stats {
     uint64_t connects;      /* successful connections */
     uint64_t connect_failures;
     uint64_t disconnects;          /* established connections that were lost */
+    uint64_t session_resets;       /* reconnects because a metric changed the session */
+    uint64_t results_over_cap;     /* results refused for exceeding a row or byte cap */
+    uint64_t fetches_discarded;    /* results dropped because an earlier metric of the same
+                                    * pipeline changed the session (collected next tick) */
     uint64_t lateness_ms_hist[16]; /* tick lateness: bucket i counts [2^(i-1), 2^i) ms */
 } rp_source_stats;
 
@@ -97,6 +104,10 @@ bool rp_source_error_unavailable(const char *sqlstate);
 
 /* Write an instance_up measurement (1 or 0 at time t, ns) for def to the sinks. */
 void rp_source_write_up(struct rp_sinks *sinks, const rp_source_def *def, bool up, int64_t t);
+/* Fill in b's source, metric and tags from def and metric, fetched at t (ns), and write it
+ * to the sinks when it has rows; returns rows x columns. */
+size_t rp_source_write_batch(struct rp_sinks *sinks, const rp_source_def *def,
+                             const rp_metric_def *metric, struct rp_batch *b, int64_t t);
 /* Write the rows of a metric's result (fetched at t, ns) for def; returns rows x columns. */
 size_t rp_source_write_rows(struct rp_sinks *sinks, const rp_source_def *def,
                             const rp_metric_def *metric, const struct pg_result *res, int64_t t);

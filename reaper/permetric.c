@@ -37,6 +37,7 @@ typedef struct pm_source pm_source;
 typedef struct pm_conn {
     PGconn *conn;
     int timeout_ms; /* statement_timeout set on it; -1 unknown */
+    bool discard;   /* a metric changed its session: close it at checkin (not a failure) */
 } pm_conn;
 
 typedef struct pm_worker {
@@ -243,7 +244,11 @@ static pm_conn *checkout(pm_source *s)
 static void checkin(pm_source *s, pm_conn *c, bool broken)
 {
     pthread_mutex_lock(&s->lock);
-    if (broken || PQstatus(c->conn) != CONNECTION_OK) {
+    if (c->discard) {
+        PQfinish(c->conn);
+        free(c);
+        s->nopen--;
+    } else if (broken || PQstatus(c->conn) != CONNECTION_OK) {
         char why[512];
         rp_pgconn_error(c->conn, s->def.conn_str, why, sizeof(why));
         PQfinish(c->conn);
@@ -364,11 +369,34 @@ static void metric_failed(pm_worker *w, const PGresult *res)
     w->failing = true;
 }
 
+/* A metric that ran a command or left a transaction open: disabled (logged once), and its
+ * connection is dropped so that no other metric sees what it changed. */
+static void offender(pm_worker *w, const char *what)
+{
+    rp_log_at(RP_LOG_ERROR, w->src->def.name, w->def->name, NULL,
+              "metric disabled: it %s; a metric must be one query that leaves the session as it "
+              "found it (it runs again once a reload changes its SQL)",
+              what);
+    w->skip_until = INT64_MAX;
+    w->failing = true;
+    pthread_mutex_lock(&w->src->lock);
+    w->src->stats.fetch_errors++;
+    w->src->stats.session_resets++;
+    pthread_mutex_unlock(&w->src->lock);
+}
+
 /* Store (hand over) or log one result. */
 static void take_result(pm_worker *w, PGresult *res, int64_t t)
 {
     pm_source *s = w->src;
-    bool ok = PQresultStatus(res) == PGRES_TUPLES_OK || PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+        char what[96];
+        snprintf(what, sizeof(what), "ran %.40s, a command, not a query", PQcmdStatus(res));
+        offender(w, what);
+        PQclear(res);
+        return;
+    }
+    bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
     if (ok && w->failing)
         rp_log_at(RP_LOG_INFO, s->def.name, w->def->name, NULL, "metric query succeeded again");
     if (!ok)
@@ -423,8 +451,14 @@ static int run_metric(pm_worker *w, pm_conn *c)
     PQfreeCancel(w->cancel);
     w->cancel = NULL;
     pthread_mutex_unlock(&s->lock);
+    bool command = PQresultStatus(res) == PGRES_COMMAND_OK;
     take_result(w, res, t);
-    return PQstatus(c->conn) == CONNECTION_OK ? 0 : -EIO;
+    if (!command && PQtransactionStatus(c->conn) != PQTRANS_IDLE)
+        offender(w, "left a transaction open (rolled back)");
+    else if (!command)
+        return PQstatus(c->conn) == CONNECTION_OK ? 0 : -EIO;
+    c->discard = true; /* the session may carry the change */
+    return 0;
 }
 
 static void fetch_once(pm_worker *w)

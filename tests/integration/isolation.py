@@ -130,6 +130,26 @@ def main():
     rc = r.stop()
     t.is_(rc, 0, 'exit 0')
     t.ok('ERROR: AddressSanitizer' not in r.log(), 'no sanitizer report')
+
+    # Per-metric mode: the pooled connection a command ran on is closed, never reused.
+    sources = ('- name: bad\n  conn_str: %s\n  custom_metrics: {fresh: 1, m_begin: 1, '
+               'm_search_path: 1, m_commit: 1}\n' % pg.conn_str())
+    r = Reaper(sys.argv[1], sources, METRICS,
+               args=['--mode=per-metric', '--max-parallel-connections-per-db', '2']).start()
+    t.ok(r.wait_batches('fresh', 'bad', count=6, timeout=30), 'per-metric: fresh collects',
+         r.log())
+    log = r.log()
+    for name in ('m_begin', 'm_search_path', 'm_commit'):
+        lines = [l for l in log.splitlines() if 'metric=%s:' % name in l]
+        t.ok(len(lines) == 1 and 'metric disabled' in lines[0], 'per-metric: %s disabled once'
+             % name, lines)
+    rows = [b['data'][0] for b in r.batches('fresh', 'bad')[-3:]]
+    t.ok(all(x['search_path'] == '"$user", public' for x in rows),
+         'per-metric: search_path untouched', rows)
+    idle = pg.psql("select count(*) from pg_stat_activity where state like 'idle in transaction%'")
+    t.is_(idle, '0', 'per-metric: no backend idle in transaction')
+    t.ok('lost connection' not in log, 'per-metric: a reset is not a lost connection')
+    t.is_(r.stop(), 0, 'per-metric: exit 0')
     t.done()
 
 

@@ -4,11 +4,14 @@
  */
 #include "rp_config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "pprof/heap.h"
+#include "pprof/http.h"
 #include "pprof/threads.h"
 #include "reaper/catcmd.h"
 #include "reaper/compare.h"
@@ -43,6 +46,23 @@ static int run_check(const rp_options *o)
     return 0;
 }
 
+/* Flag values that the table cannot check on its own: a bad one is a usage error (2). */
+static int check_flags(const rp_options *o, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    bool loopback;
+    if (o->pprof_addr && rp_http_parse_addr(o->pprof_addr, &ss, &loopback, err, errlen) < 0)
+        return -EINVAL;
+    if (o->pprof_addr && !loopback && !o->pprof_allow_remote) {
+        snprintf(err, errlen,
+                 "refusing to serve pprof on non-loopback address \"%s\" without "
+                 "--pprof-allow-remote",
+                 o->pprof_addr);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "compare") == 0)
@@ -53,7 +73,8 @@ int main(int argc, char **argv)
     rp_options_init(&o);
     char err[512];
     int rc;
-    if (rp_options_parse(&o, argc, argv, err, sizeof(err)) < 0) {
+    if (rp_options_parse(&o, argc, argv, err, sizeof(err)) < 0 ||
+        check_flags(&o, err, sizeof(err)) < 0) {
         fprintf(stderr, "pgreaper: %s\nTry \"pgreaper --help\" for more information.\n", err);
         rp_options_fini(&o);
         return 2;

@@ -1156,6 +1156,21 @@ static int pg_open(const char *uri, uv_loop_t *loop, const rp_sink_opts *opts, r
     return 0;
 }
 
+static int pg_check(const char *uri, char *err, size_t errlen)
+{
+    rp_pgconn_params p;
+    char why[200];
+    int rc = rp_pgconn_params_load(&p, uri, why, sizeof(why));
+    rp_pgconn_params_fini(&p);
+    if (rc < 0) {
+        rp_buf masked = RP_BUF_INIT;
+        rp_connstr_mask(uri, &masked);
+        snprintf(err, errlen, "invalid PostgreSQL sink \"%s\": %s", masked.data, why);
+        rp_buf_fini(&masked);
+    }
+    return rc;
+}
+
 static int pg_flush(rp_sink *base)
 {
     start_flush((pg_sink *)base);
@@ -1240,6 +1255,7 @@ static void pg_close(rp_sink *base, rp_sink_closed_cb cb, void *arg)
 const rp_sink_ops rp_sink_postgresql_ops = {
     .scheme = "postgresql",
     .open = pg_open,
+    .check = pg_check,
     .write_batch = pg_write_batch,
     .flush = pg_flush,
     .close = pg_close,
@@ -1248,6 +1264,7 @@ const rp_sink_ops rp_sink_postgresql_ops = {
 const rp_sink_ops rp_sink_postgres_ops = {
     .scheme = "postgres",
     .open = pg_open,
+    .check = pg_check,
     .write_batch = pg_write_batch,
     .flush = pg_flush,
     .close = pg_close,

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "reaper/connstr.h"
 #include "reaper/mem.h"
 #include "sinks/sink.h"
 
@@ -15,33 +16,49 @@ static const rp_sink_ops *const registry[] = {
     &rp_sink_postgresql_ops,
 };
 
+/* A libpq key=value connection string ("host=... dbname=..."): a PostgreSQL sink. */
+static bool keyword_form(const char *uri)
+{
+    const char *p = uri + strspn(uri, " \t");
+    size_t n = strspn(p, "abcdefghijklmnopqrstuvwxyz_");
+    return n > 0 && p[n + strspn(p + n, " \t")] == '=';
+}
+
 static const rp_sink_ops *lookup(const char *uri)
 {
     const char *colon = strchr(uri, ':');
-    if (!colon)
-        return NULL;
-    size_t n = (size_t)(colon - uri);
-    for (size_t i = 0; i < RP_ARRAY_LEN(registry); i++) {
+    size_t n = colon ? (size_t)(colon - uri) : 0;
+    for (size_t i = 0; colon && i < RP_ARRAY_LEN(registry); i++) {
         if (strlen(registry[i]->scheme) == n && strncmp(uri, registry[i]->scheme, n) == 0)
             return registry[i];
     }
-    return NULL;
+    return keyword_form(uri) ? &rp_sink_postgresql_ops : NULL;
 }
 
 int rp_sinks_check_uri(const char *uri, char *err, size_t errlen)
 {
-    if (lookup(uri))
-        return 0;
+    const rp_sink_ops *ops = lookup(uri);
+    if (ops)
+        return ops->check ? ops->check(uri, err, errlen) : 0;
     const char *colon = strchr(uri, ':');
-    if (colon && (strncmp(uri, "postgresql:", 11) == 0 || strncmp(uri, "postgres:", 9) == 0 ||
-                  strncmp(uri, "prometheus:", 11) == 0 || strncmp(uri, "grpc:", 5) == 0))
+    rp_buf masked = RP_BUF_INIT;
+    rp_connstr_mask(uri, &masked);
+    if (colon && (strncmp(uri, "prometheus:", 11) == 0 || strncmp(uri, "grpc:", 5) == 0))
         snprintf(err, errlen,
                  "sink \"%.*s\" is not supported by this version of pgreaper "
-                 "(supported: jsonfile)",
+                 "(supported: postgresql, jsonfile)",
+                 (int)(colon - uri), uri);
+    else if (colon) /* only the scheme: the rest may hold a password */
+        snprintf(err, errlen,
+                 "unknown sink type \"%.*s\" (expected postgresql://..., a key=value connection "
+                 "string such as \"host=... dbname=...\", jsonfile:///path or jsonfile:-)",
                  (int)(colon - uri), uri);
     else
-        snprintf(err, errlen, "invalid sink URI \"%s\" (expected jsonfile:///path or jsonfile:-)",
-                 uri);
+        snprintf(err, errlen,
+                 "invalid sink \"%s\" (expected postgresql://..., a key=value connection "
+                 "string such as \"host=... dbname=...\", jsonfile:///path or jsonfile:-)",
+                 masked.data ? masked.data : "");
+    rp_buf_fini(&masked);
     return -EINVAL;
 }
 

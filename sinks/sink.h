@@ -59,6 +59,9 @@ typedef struct rp_sink_ops {
     /* Open a sink for uri on loop. 0, or negative errno with a message in err. */
     int (*open)(const char *uri, uv_loop_t *loop, const rp_sink_opts *opts, rp_sink **out,
                 char *err, size_t errlen);
+    /* Validate uri with the parser open uses, opening nothing; NULL: nothing to check.
+     * 0, or -EINVAL with a message (passwords masked) in err. */
+    int (*check)(const char *uri, char *err, size_t errlen);
     void (*write_batch)(rp_sink *sink, const rp_batch *batch);
     /* Write out everything buffered now. 0 or negative errno (message in last_error). */
     int (*flush)(rp_sink *sink);
@@ -93,11 +96,13 @@ typedef struct rp_sinks {
     rp_sink_stats totals; /* of the sinks closed so far */
 } rp_sinks;
 
-/* Open every uri (e.g. "jsonfile:-", "jsonfile:///var/lib/pgreaper/out.jsonl").
+/* Open every uri (e.g. "jsonfile:-", "jsonfile:///var/lib/pgreaper/out.jsonl",
+ * "postgresql://...", or a key=value connection string, which is a PostgreSQL sink).
  * 0, or negative errno with the failing URI and reason in err; nothing is left open. */
 RP_NODISCARD int rp_sinks_open(rp_sinks *s, const char *const *uris, size_t n, uv_loop_t *loop,
                                const rp_sink_opts *opts, char *err, size_t errlen);
-/* Check that uri names a known sink without opening it: 0 or -EINVAL with err filled. */
+/* Check that uri names a known sink and that the sink accepts it, without opening it:
+ * 0 or -EINVAL with err filled (passwords masked). */
 RP_NODISCARD int rp_sinks_check_uri(const char *uri, char *err, size_t errlen);
 void rp_sinks_write(rp_sinks *s, const rp_batch *batch);
 /* Flush every sink now; returns the first error (all sinks are flushed regardless). */

@@ -106,9 +106,13 @@ def check_security_defaults(t, pg, binary):
     for addr in ('0.0.0.0:0', ':0'):
         r = Reaper(binary, sources(pg.conn_str(), 1), METRICS, args=['--pprof-addr', addr]).start()
         rc = r.proc.wait(30)
-        t.ok(rc == 1 and 'refusing to serve pprof on non-loopback address' in r.log()
+        t.ok(rc == 2 and 'refusing to serve pprof on non-loopback address' in r.log()
              and '--pprof-allow-remote' in r.log(), 'non-loopback %s refused without the flag' % addr,
              r.log()[-300:])
+    r = Reaper(binary, sources(pg.conn_str(), 1), METRICS, args=['--pprof-addr', 'nonsense'])
+    r.start()
+    t.ok(r.proc.wait(30) == 2 and 'invalid pprof address "nonsense"' in r.log(),
+         'a bad --pprof-addr is a usage error (exit 2)', r.log()[-300:])
     r = Reaper(binary, sources(pg.conn_str(), 1), METRICS,
                args=['--pprof-addr', '0.0.0.0:0', '--pprof-allow-remote']).start()
     t.ok(r.wait_log('pprof: serving'), 'non-loopback allowed with --pprof-allow-remote')

@@ -19,6 +19,10 @@
 
 /* Longest accepted metric interval: 31 days (pgwatch's own presets stay under 2 days). */
 #define RP_MAX_INTERVAL_S (31 * 86400)
+/* Limits on configuration files, checked before a YAML document is built. */
+#define RP_YAML_MAX_BYTES   (16 << 20)
+#define RP_YAML_MAX_DEPTH   64
+#define RP_YAML_MAX_ALIASES 10000
 
 /* Collected error lines; count is the number of errors. */
 typedef struct rp_diag {

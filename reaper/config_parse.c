@@ -519,9 +519,58 @@ static int sources_top(const walk *w, const yaml_node_t *root, src_build *b)
 
 typedef int (*doc_cb)(const walk *w, const yaml_node_t *root, void *arg);
 
+static void yaml_error(const char *file, const yaml_parser_t *parser, rp_diag *diag)
+{
+    rp_mark m = {file, (int)parser->problem_mark.line + 1, (int)parser->problem_mark.column + 1};
+    if (parser->context)
+        rp_diag_add(diag, &m, "invalid YAML: %s %s", parser->problem, parser->context);
+    else
+        rp_diag_add(diag, &m, "invalid YAML: %s", parser->problem ? parser->problem : "error");
+}
+
+/* A streaming pass before the document is built: nesting deeper than RP_YAML_MAX_DEPTH or
+ * more than RP_YAML_MAX_ALIASES aliases is refused at its line and column, in time linear
+ * in the text (libyaml's loader is not, for deep nesting). */
+static int prescan(const char *file, const char *text, size_t len, rp_diag *diag)
+{
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser))
+        rp_panic("could not initialise YAML parser");
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    int depth = 0, aliases = 0, rc = 0;
+    for (bool done = false; !done && rc == 0;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&parser, &ev)) {
+            yaml_error(file, &parser, diag);
+            rc = -EINVAL;
+            break;
+        }
+        rp_mark m = {file, (int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1};
+        if (ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT)
+            depth++;
+        else if (ev.type == YAML_SEQUENCE_END_EVENT || ev.type == YAML_MAPPING_END_EVENT)
+            depth--;
+        else if (ev.type == YAML_ALIAS_EVENT)
+            aliases++;
+        done = ev.type == YAML_STREAM_END_EVENT;
+        yaml_event_delete(&ev);
+        if (depth > RP_YAML_MAX_DEPTH) {
+            rp_diag_add(diag, &m, "YAML nested deeper than %d levels", RP_YAML_MAX_DEPTH);
+            rc = -EINVAL;
+        } else if (aliases > RP_YAML_MAX_ALIASES) {
+            rp_diag_add(diag, &m, "more than %d YAML aliases", RP_YAML_MAX_ALIASES);
+            rc = -EINVAL;
+        }
+    }
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
 static int parse_text(const char *file, const char *text, size_t len, rp_diag *diag, doc_cb cb,
                       void *arg)
 {
+    if (prescan(file, text, len, diag) < 0)
+        return -EINVAL;
     yaml_parser_t parser;
     yaml_document_t doc;
     if (!yaml_parser_initialize(&parser))
@@ -529,11 +578,7 @@ static int parse_text(const char *file, const char *text, size_t len, rp_diag *d
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     int rc = 0;
     if (!yaml_parser_load(&parser, &doc)) {
-        rp_mark m = {file, (int)parser.problem_mark.line + 1, (int)parser.problem_mark.column + 1};
-        if (parser.context)
-            rp_diag_add(diag, &m, "invalid YAML: %s %s", parser.problem, parser.context);
-        else
-            rp_diag_add(diag, &m, "invalid YAML: %s", parser.problem ? parser.problem : "error");
+        yaml_error(file, &parser, diag);
         yaml_parser_delete(&parser);
         return -EINVAL;
     }
@@ -567,10 +612,15 @@ static int read_file(const char *path, char **text, size_t *len, rp_diag *diag)
     rp_buf b = RP_BUF_INIT;
     char chunk[8192];
     size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && b.len <= RP_YAML_MAX_BYTES)
         rp_buf_append(&b, chunk, n);
     int err = ferror(f);
     fclose(f);
+    if (b.len > RP_YAML_MAX_BYTES) {
+        rp_diag_add(diag, &m, "file is larger than %d MiB", RP_YAML_MAX_BYTES >> 20);
+        rp_buf_fini(&b);
+        return -EFBIG;
+    }
     if (err) {
         rp_diag_add(diag, &m, "could not read file");
         rp_buf_fini(&b);

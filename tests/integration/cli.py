@@ -100,6 +100,44 @@ def main():
     rc, out, err = run(['--sources', good, '--sink', 'jsonfile:///nonexistent-dir/x.jsonl'])
     t.is_(rc, 1, 'sink that cannot be opened exits 1')
     t.ok('could not open file "/nonexistent-dir/x.jsonl"' in err, 'with the reason', err)
+
+    # Sink strings: --check uses the sink's own parser; no password in any message.
+    for sink, want in (('postgresql://u:hunter2@127.0.0.1/x?bad=1',
+                        'invalid URI query parameter: "bad"'),
+                       ('host=/tmp password=hunter2 dbnme=x', 'invalid connection option "dbnme"'),
+                       ('postgresql://u:hunter2@[::1/x', 'invalid'),
+                       ('foo://u:hunter2@h/x', 'unknown sink type "foo"'),
+                       ('just-text hunter2', 'invalid sink')):
+        rc, out, err = run(['--check', '--sources', good, '--sink', sink])
+        t.ok(rc == 1 and want in err, '--check refuses sink %r' % sink.replace('hunter2', 'PW'), err)
+        t.ok('hunter2' not in err + out, 'no password in the message for %r'
+             % sink.replace('hunter2', 'PW'), err)
+        if not sink.startswith('just'):
+            rc, out, err = run(['--sources', good, '--sink', sink])
+            t.ok(rc == 1 and 'hunter2' not in err, 'a run refuses it too, masked', err)
+    rc, out, err = run(['--check', '--sources', good, '--sink',
+                        'host=/tmp port=5432 password=hunter2 dbname=metrics'])
+    t.is_(rc, 0, 'a key=value sink string is a PostgreSQL sink')
+
+    # Bad flag values exit 2.
+    for addr in ('nonsense', '127.0.0.1:99999', 'db.example:6060', '0.0.0.0:6060'):
+        rc, out, err = run(['--sources', good, '--sink', 'jsonfile:-', '--pprof-addr', addr])
+        t.ok(rc == 2 and '--help' in err, '--pprof-addr %s exits 2' % addr, (rc, err))
+
+    # YAML limits: refused at once with file:line:col.
+    deep = write(d, 'deep.yaml', '[' * 100000 + ']' * 100000)
+    rc, out, err = run(['--check', '--sources', deep], timeout=20)
+    t.ok(rc == 1 and deep + ':1:65: YAML nested deeper than 64 levels' in err,
+         '100,000 nested brackets: refused at 1:65', err[:300])
+    with open(os.path.join(d, 'big.yaml'), 'w') as f:
+        f.write('# ' + 'x' * (17 << 20) + '\n')
+    rc, out, err = run(['--check', '--sources', os.path.join(d, 'big.yaml')], timeout=20)
+    t.ok(rc == 1 and 'file is larger than 16 MiB' in err, '17 MiB file refused', err[:300])
+    laughs = 'a: &a ["x","x","x","x","x","x","x","x","x","x"]\n' + ''.join(
+        'l%d: &l%d [%s]\n' % (i, i, ','.join(['*' + ('a' if i == 0 else 'l%d' % (i - 1))] * 10))
+        for i in range(12))
+    rc, out, err = run(['--check', '--sources', write(d, 'laughs.yaml', laughs)], timeout=20)
+    t.ok(rc == 1, 'billion laughs refused quickly', err[:300])
     t.done()
 
 

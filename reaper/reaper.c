@@ -369,6 +369,8 @@ static void log_summary(const rp_reaper *r)
                 (unsigned long long)t->results_over_cap, (unsigned long long)t->fetches_discarded,
                 (unsigned long long)sink_rows, (unsigned long long)sink_written,
                 (unsigned long long)sink_dropped);
+    rp_log_info("summary: sink_rows_unknown=%llu sink_copies_resolved=%llu",
+                (unsigned long long)k->rows_unknown, (unsigned long long)k->copies_resolved);
     rp_log_info("summary: sink_batches=%llu sink_bytes=%llu sink_writes=%llu "
                 "sink_write_ms_avg=%.1f sink_write_ms_max=%.1f sink_reconnects=%llu "
                 "sink_write_errors=%llu",
@@ -459,26 +461,19 @@ static void vars_sinks(rp_reaper *r, rp_buf *b)
 {
     rp_sink_stats k = r->sinks.totals;
     for (size_t i = 0; !r->shutting_down && i < r->sinks.n; i++) {
-        const rp_sink_stats *s = &r->sinks.v[i]->stats;
-        k.batches += s->batches;
-        k.rows += s->rows;
-        k.bytes += s->bytes;
-        k.rows_written += s->rows_written;
-        k.rows_dropped += s->rows_dropped;
-        k.write_errors += s->write_errors;
-        k.flushes += s->flushes;
-        k.buffered_bytes += s->buffered_bytes;
-        k.reconnects += s->reconnects;
+        rp_sink_stats_add(&k, &r->sinks.v[i]->stats);
     }
     rp_buf_printf(b,
                   "\"sinks\": {\"count\": %zu, \"batches\": %llu, \"rows\": %llu, \"bytes\": %llu, "
-                  "\"rows_written\": %llu, \"rows_dropped\": %llu, \"write_errors\": %llu, "
+                  "\"rows_written\": %llu, \"rows_dropped\": %llu, \"rows_unacked\": %llu, "
+                  "\"rows_unknown\": %llu, \"copies_resolved\": %llu, \"write_errors\": %llu, "
                   "\"writes\": %llu, \"buffered_bytes\": %llu, \"reconnects\": %llu},\n",
                   r->sinks.n, (unsigned long long)k.batches, (unsigned long long)k.rows,
                   (unsigned long long)k.bytes, (unsigned long long)k.rows_written,
-                  (unsigned long long)k.rows_dropped, (unsigned long long)k.write_errors,
-                  (unsigned long long)k.flushes, (unsigned long long)k.buffered_bytes,
-                  (unsigned long long)k.reconnects);
+                  (unsigned long long)k.rows_dropped, (unsigned long long)k.rows_unacked,
+                  (unsigned long long)k.rows_unknown, (unsigned long long)k.copies_resolved,
+                  (unsigned long long)k.write_errors, (unsigned long long)k.flushes,
+                  (unsigned long long)k.buffered_bytes, (unsigned long long)k.reconnects);
 }
 
 static void vars_cb(void *arg, rp_buf *b)

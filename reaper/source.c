@@ -1504,6 +1504,8 @@ void rp_source_update(rp_source *src, const rp_source_def *def, rp_catalog *cat)
         arm_tick(src);
 }
 
+_Static_assert(sizeof(rp_source_stats) % sizeof(uint64_t) == 0, "rp_source_stats: uint64_t only");
+
 void rp_source_stats_add(rp_source_stats *to, const rp_source_stats *from)
 {
     const uint64_t *in = (const uint64_t *)from;

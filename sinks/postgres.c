@@ -20,7 +20,9 @@
 #include <netdb.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 #include <uv.h>
@@ -78,7 +80,8 @@ typedef struct ptable {
     uint64_t out_of_range;   /* rows whose time lies outside what is kept */
     char **listed;           /* dbnames registered in admin.all_distinct_dbname_metrics */
     size_t nlisted, cap_listed;
-    int failures; /* consecutive failed COPYs of this table */
+    int failures;         /* consecutive failed COPYs of this table */
+    bool oversize_logged; /* a batch larger than the whole buffer was refused (logged once) */
 } ptable;
 
 typedef struct pg_sink pg_sink;
@@ -112,6 +115,10 @@ struct pg_sink {
     size_t ncopy, cap_copy, copy_idx, copy_off;
     int copy_phase; /* 0 header, 1 tuples, 2 trailer, 3 end */
     uint64_t copy_started_ns;
+    int64_t writer;       /* this sink's row in admin.pgreaper_writer (random) */
+    uint64_t seq;         /* sequence number of the last COPY sent */
+    bool copy_unacked;    /* the COPY in flight was ended: committed or not is the server's */
+    bool resolve_pending; /* copy_chunks are of a COPY cut off while unacknowledged */
     /* pending listing inserts after a COPY */
     char **listing;
     size_t nlisting, cap_listing;
@@ -131,6 +138,8 @@ static void enter_backoff(pg_sink *s, const char *why);
 static void enter_idle(pg_sink *s);
 static void start_flush(pg_sink *s);
 static void finish_close(pg_sink *s);
+static bool send_listing(pg_sink *s);
+static uint64_t copy_rows(const pg_sink *s);
 
 /*-------------------------------------------------------------------------
  * Helpers
@@ -393,6 +402,19 @@ static void pg_write_batch(rp_sink *base, const rp_batch *b)
     base->stats.rows += b->nrows;
     if (n == 0)
         return;
+    if (s->scratch.len + CHUNK_OVERHEAD > (uint64_t)s->opts.buffer_bytes) {
+        /* It could only be kept by evicting everything else, and still not fit. */
+        if (!t->oversize_logged)
+            rp_log_error("sink %s: %u rows of \"%s\" from source \"%s\" take %zu bytes, more "
+                         "than --sink-buffer-bytes (%lld): not stored (counted as dropped), "
+                         "nothing else evicted",
+                         s->base.uri, n, b->storage, b->source, s->scratch.len,
+                         (long long)s->opts.buffer_bytes);
+        t->oversize_logged = true;
+        t->dropped += n;
+        s->base.stats.rows_dropped += n;
+        return;
+    }
     chunk *c = rp_malloc(sizeof(chunk) + s->scratch.len + dblen + 1);
     memset(c, 0, sizeof(*c));
     c->t = t;
@@ -464,7 +486,11 @@ static void disconnect(pg_sink *s)
     s->conn = NULL;
     PQclear(s->result);
     s->result = NULL;
-    unpin_all(s);
+    if (s->copy_unacked || s->resolve_pending)
+        s->resolve_pending = true; /* keep them pinned: looked up after reconnecting */
+    else
+        unpin_all(s);
+    s->copy_unacked = false;
     s->nlisting = 0;
     s->schema_ready = false;
     for (ptable *t = s->tables; t; t = t->next) {
@@ -639,9 +665,13 @@ static void send_copy(pg_sink *s)
         enter_backoff(s, conn_error(s));
         return;
     }
+    /* One implicit transaction: the rows and this COPY's sequence number commit together. */
     rp_buf sql = RP_BUF_INIT;
-    rp_buf_printf(&sql, "COPY public.%s (time, dbname, data, tag_data) FROM STDIN (FORMAT binary)",
-                  ident);
+    rp_buf_printf(&sql,
+                  "COPY public.%s (time, dbname, data, tag_data) FROM STDIN (FORMAT binary); "
+                  "insert into admin.pgreaper_writer (writer, seq) values (%lld, %llu) "
+                  "on conflict (writer) do update set seq = excluded.seq, updated_on = now()",
+                  ident, (long long)s->writer, (unsigned long long)++s->seq);
     PQfreemem(ident);
     s->copy_idx = s->copy_off = 0;
     s->copy_phase = 0;
@@ -694,6 +724,14 @@ static int put_copy(pg_sink *s)
     }
 }
 
+static uint64_t copy_rows(const pg_sink *s)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < s->ncopy; i++)
+        n += s->copy_chunks[i]->nrows;
+    return n;
+}
+
 static void pump_copy(pg_sink *s)
 {
     if ((s->io_events & UV_READABLE) && !PQconsumeInput(s->conn)) {
@@ -712,7 +750,9 @@ static void pump_copy(pg_sink *s)
         enter_backoff(s, conn_error(s));
         return;
     }
-    if (r == 1) { /* COPY ended: wait for its result */
+    if (r == 1) { /* COPY ended: from now on only the server knows whether it commits */
+        s->copy_unacked = true;
+        s->base.stats.rows_unacked = copy_rows(s);
         set_state(s, PS_QUERY);
         arm(s, QUERY_TIMEOUT_MS);
     }
@@ -813,22 +853,27 @@ static void copy_failed(pg_sink *s, PGresult *r)
     t->failures = 0;
 }
 
+/* The COPY's statement finished. A clean result, or a permanent error on a healthy
+ * connection, settles its rows; a lost connection or a transient error (the server may
+ * have committed before it failed) leaves them pinned for resolve_unknown. */
 static void copy_done(pg_sink *s, PGresult *r)
 {
     if (PQstatus(s->conn) == CONNECTION_BAD) {
         enter_backoff(s, conn_error(s));
         return;
     }
-    if (result_ok(r)) {
-        copy_succeeded(s);
-    } else if (transient(sqlstate(r))) {
+    if (!result_ok(r) && transient(sqlstate(r))) {
         char why[300];
         snprintf(why, sizeof(why), "%s", r ? PQresultErrorMessage(r) : "no result");
         enter_backoff(s, why);
         return;
-    } else {
-        copy_failed(s, r);
     }
+    s->copy_unacked = false;
+    s->base.stats.rows_unacked = 0;
+    if (result_ok(r))
+        copy_succeeded(s);
+    else
+        copy_failed(s, r);
     unpin_all(s);
     if (!send_listing(s))
         enter_idle(s);
@@ -866,8 +911,9 @@ static void start_maintenance(pg_sink *s)
     const char *params[1] = {older};
     const char *sql = s->opts.retention_ms > 0
                           ? "select admin.drop_old_partitions(now() - make_interval(secs => "
-                            "$1::float8)), admin.maintain_listing()"
-                          : "select 0, admin.maintain_listing(), $1::text";
+                            "$1::float8)), admin.maintain_listing(), admin.forget_stale_writers()"
+                          : "select 0, admin.maintain_listing(), admin.forget_stale_writers(), "
+                            "$1::text";
     if (send_query(s, sql, 1, params, maint_done) < 0)
         enter_backoff(s, conn_error(s));
 }
@@ -902,6 +948,8 @@ static void enter_idle(pg_sink *s)
         enter_backoff(s, "could not watch the sink connection's socket");
         return;
     }
+    if (send_listing(s))
+        return;
     if (s->maint_due && !s->closing) {
         start_maintenance(s);
         return;
@@ -943,6 +991,50 @@ static void create_metric_tables(pg_sink *s)
         enter_backoff(s, conn_error(s));
 }
 
+static void after_schema(pg_sink *s)
+{
+    if (s->opts.metric_tables && *s->opts.metric_tables)
+        create_metric_tables(s);
+    else
+        enter_idle(s);
+}
+
+/* Whether the COPY cut off by the connection loss committed: its sequence number is in
+ * admin.pgreaper_writer if and only if it did. */
+static void resolve_done(pg_sink *s, PGresult *r)
+{
+    if (!result_ok(r) || PQntuples(r) != 1) {
+        log_error_once(s, "could not look up the outcome of an interrupted COPY",
+                       r ? PQresultErrorMessage(r) : conn_error(s));
+        enter_backoff(s, "could not look up the outcome of an interrupted COPY");
+        return;
+    }
+    bool written = PQgetvalue(r, 0, 0)[0] == 't';
+    s->resolve_pending = false;
+    s->base.stats.rows_unacked = 0;
+    s->base.stats.copies_resolved++;
+    rp_log_info("sink %s: the COPY of %llu rows to \"%s\" cut off by the connection loss %s",
+                s->base.uri, (unsigned long long)copy_rows(s), s->copy_table->name,
+                written ? "had been committed: not sent again" : "was not committed: sent again");
+    if (written)
+        copy_succeeded(s);
+    unpin_all(s);
+    after_schema(s);
+}
+
+static void resolve_unknown(pg_sink *s)
+{
+    char writer[24], seq[24];
+    snprintf(writer, sizeof(writer), "%lld", (long long)s->writer);
+    snprintf(seq, sizeof(seq), "%llu", (unsigned long long)s->seq);
+    const char *params[2] = {writer, seq};
+    if (send_query(s,
+                   "select coalesce((select seq from admin.pgreaper_writer where writer = $1), 0) "
+                   ">= $2::bigint",
+                   2, params, resolve_done) < 0)
+        enter_backoff(s, conn_error(s));
+}
+
 static void schema_done(pg_sink *s, PGresult *r)
 {
     if (!result_ok(r)) {
@@ -970,10 +1062,10 @@ static void schema_done(pg_sink *s, PGresult *r)
     s->connected_once = true;
     s->down_logged = false;
     report_drops(s, "while the sink was unavailable");
-    if (s->opts.metric_tables && *s->opts.metric_tables)
-        create_metric_tables(s);
+    if (s->resolve_pending)
+        resolve_unknown(s);
     else
-        enter_idle(s);
+        after_schema(s);
 }
 
 static void connected(pg_sink *s)
@@ -1143,6 +1235,10 @@ static int pg_open(const char *uri, uv_loop_t *loop, const rp_sink_opts *opts, r
     s->opts = *opts;
     s->opts.metric_tables = opts->metric_tables ? rp_strdup(opts->metric_tables) : NULL;
     s->backoff_ms = BACKOFF_MIN_MS;
+    uint64_t w = 0;
+    if (getrandom(&w, sizeof(w), 0) != (ssize_t)sizeof(w))
+        w = uv_hrtime() ^ ((uint64_t)getpid() << 32);
+    s->writer = (int64_t)(w >> 1); /* positive: a bigint */
     rp_pgconn_watch_init(&s->watch, loop, on_poll, on_poll_closed, s, &s->pending_closes);
     uv_timer_init(loop, &s->timer);
     uv_timer_init(loop, &s->maint_timer);
@@ -1222,11 +1318,20 @@ static void finish_close(pg_sink *s)
             free_sink(s);
         return;
     }
-    if (s->buffered_rows) {
-        s->base.stats.rows_dropped += s->buffered_rows;
+    uint64_t unknown = s->copy_unacked || s->resolve_pending ? copy_rows(s) : 0;
+    uint64_t dropped = s->buffered_rows - unknown;
+    if (dropped) {
+        s->base.stats.rows_dropped += dropped;
         rp_log_error("sink %s: %llu rows could not be written before shutdown", s->base.uri,
-                     (unsigned long long)s->buffered_rows);
+                     (unsigned long long)dropped);
     }
+    if (unknown) {
+        s->base.stats.rows_unknown += unknown;
+        rp_log_error("sink %s: %llu rows were sent in a COPY whose commit was not confirmed "
+                     "before shutdown: they may or may not be stored",
+                     s->base.uri, (unsigned long long)unknown);
+    }
+    s->base.stats.rows_unacked = 0;
     report_drops(s, "during this run");
     disconnect(s);
     set_state(s, PS_CLOSING);
@@ -1250,6 +1355,8 @@ static void pg_close(rp_sink *base, rp_sink_closed_cb cb, void *arg)
         enter_idle(s); /* writes what waits, or finishes */
     else if (s->state == PS_BACKOFF && !s->head)
         finish_close(s);
+    else if (s->state == PS_BACKOFF)
+        arm(s, 0); /* try to write what waits now rather than after the backoff */
 }
 
 const rp_sink_ops rp_sink_postgresql_ops = {

@@ -44,6 +44,18 @@ static const char rp_pg_schema_sql[] =
     "create table if not exists admin.all_distinct_dbname_metrics (\n"
     "  dbname text not null, metric text not null,\n"
     "  created_on timestamptz not null default now(), primary key (dbname, metric));\n"
+    /* One row per running pgreaper sink: the sequence number of its last COPY, written in
+     * the COPY's own transaction, so that a COPY whose acknowledgement was lost is looked
+     * up after reconnecting instead of being sent twice or counted as lost. */
+    "create table if not exists admin.pgreaper_writer (\n"
+    "  writer bigint primary key, seq bigint not null,\n"
+    "  updated_on timestamptz not null default now());\n"
+    "create or replace function admin.forget_stale_writers() returns int\n"
+    "    language sql as $f$\n"
+    "  with d as (delete from admin.pgreaper_writer\n"
+    "              where updated_on < now() - interval '7 days' returning 1)\n"
+    "  select count(*)::int from d\n"
+    "$f$;\n"
     /* partition names: metric_YYYYMMDD (or _YYYYMMDD_HH24 below one day); long metric
      * names are shortened with a hash so two metrics never share a partition name */
     "create or replace function admin.partition_name(p_metric text, p_start timestamptz,\n"

@@ -98,7 +98,9 @@ int rp_sinks_flush(rp_sinks *s)
     return first;
 }
 
-static void add_stats(rp_sink_stats *to, const rp_sink_stats *from)
+_Static_assert(sizeof(rp_sink_stats) % sizeof(uint64_t) == 0, "rp_sink_stats: uint64_t only");
+
+void rp_sink_stats_add(rp_sink_stats *to, const rp_sink_stats *from)
 {
     const uint64_t *in = (const uint64_t *)from;
     uint64_t *out = (uint64_t *)to;
@@ -110,7 +112,7 @@ static void on_sink_closed(void *arg, const rp_sink_stats *final)
 {
     rp_sinks *s = arg;
     if (final)
-        add_stats(&s->totals, final);
+        rp_sink_stats_add(&s->totals, final);
     if (--s->pending_closes > 0)
         return;
     rp_free(s->v);

@@ -34,7 +34,15 @@ typedef struct rp_sink_stats {
     uint64_t flush_us_max;
     uint64_t buffered_bytes; /* waiting to be written now */
     uint64_t reconnects;     /* connections made after the first */
+    /* A row is buffered, then sent-unacknowledged (its COPY ended, the commit not yet
+     * confirmed), then written; or dropped. */
+    uint64_t rows_unacked;    /* now sent and not yet acknowledged (or being resolved) */
+    uint64_t rows_unknown;    /* at exit: sent, but whether they were committed is unknown */
+    uint64_t copies_resolved; /* COPYs cut off by a connection loss whose outcome was looked up */
 } rp_sink_stats;
+
+/* Add every counter of from to to (gauges such as buffered_bytes add up too). */
+void rp_sink_stats_add(rp_sink_stats *to, const rp_sink_stats *from);
 
 /* final: the closing sink's counters, valid during the call only. */
 typedef void (*rp_sink_closed_cb)(void *arg, const rp_sink_stats *final);

@@ -248,12 +248,19 @@ class Reaper:
         return False
 
     def summary(self):
-        """The counters of the final 'summary:' log line as a dict."""
+        """The counters of the final 'summary:' log lines as a dict."""
+        out = {}
         for line in self.log().splitlines():
-            if 'summary: ticks=' in line:
-                kv = line.split('summary: ', 1)[1].split()
-                return {k: int(v) for k, v in (p.split('=') for p in kv)}
-        return {}
+            if ' summary: ' in line:
+                for p in line.split('summary: ', 1)[1].split():
+                    if '=' not in p:
+                        continue
+                    k, v = p.split('=', 1)
+                    try:
+                        out[k] = int(v)
+                    except ValueError:
+                        out[k] = float(v)
+        return out
 
 
 def backend_pids(pg, app='pgreaper'):

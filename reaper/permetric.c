@@ -453,6 +453,8 @@ static int run_metric(pm_worker *w, pm_conn *c)
     pthread_mutex_unlock(&s->lock);
     bool command = PQresultStatus(res) == PGRES_COMMAND_OK;
     take_result(w, res, t);
+    if (PQstatus(c->conn) != CONNECTION_OK)
+        return -EIO;
     if (!command && PQtransactionStatus(c->conn) != PQTRANS_IDLE)
         offender(w, "left a transaction open (rolled back)");
     else if (!command)

@@ -87,12 +87,13 @@ void rp_batch_init_result(rp_batch *b, const PGresult *res)
     b->time_col = find_time_col(b);
 }
 
-void rp_batch_init_rows(rp_batch *b, const PGresult *desc, const PGresult *const *rows,
-                        size_t nrows)
+void rp_batch_init_cells(rp_batch *b, const PGresult *desc, const char *arena, const rp_cell *cells,
+                         size_t nrows)
 {
     rp_batch_init_result(b, desc);
     b->res = NULL;
-    b->rows = rows;
+    b->arena = arena;
+    b->cells = cells;
     b->nrows = nrows;
 }
 
@@ -127,14 +128,10 @@ const char *rp_batch_value(const rp_batch *b, size_t row, size_t col, size_t *le
         *len = (size_t)PQgetlength(b->res, (int)row, (int)col);
         return PQgetvalue(b->res, (int)row, (int)col);
     }
-    if (b->rows) {
-        const PGresult *r = b->rows[row];
-        if (PQgetisnull(r, 0, (int)col)) {
-            *len = 0;
-            return NULL;
-        }
-        *len = (size_t)PQgetlength(r, 0, (int)col);
-        return PQgetvalue(r, 0, (int)col);
+    if (b->cells) {
+        const rp_cell *c = &b->cells[row * b->ncols + col];
+        *len = c->len;
+        return c->off == RP_CELL_NULL ? NULL : b->arena + c->off;
     }
     const char *v = b->vals[row * b->ncols + col];
     *len = v ? strlen(v) : 0;

@@ -45,6 +45,13 @@ typedef struct rp_column {
     rp_value_kind kind;
 } rp_column;
 
+/* Where a value lies in an arena of NUL-terminated values. */
+typedef struct rp_cell {
+    uint32_t off; /* RP_CELL_NULL for SQL null */
+    uint32_t len; /* without the NUL */
+} rp_cell;
+#define RP_CELL_NULL UINT32_MAX
+
 typedef struct rp_batch {
     const char *source;        /* source name (the stored dbname); borrowed */
     const char *metric;        /* metric name; borrowed */
@@ -54,11 +61,12 @@ typedef struct rp_batch {
     size_t ncustom_tags;
     size_t nrows;
     size_t ncols;
-    rp_column *cols;                     /* owned */
-    int time_col;                        /* index of epoch_ns, or -1 */
-    const struct pg_result *res;         /* borrowed; either res ... */
-    const struct pg_result *const *rows; /* ... or one single-row result per row ... */
-    const char *const *vals;             /* ... or vals[row * ncols + col], NULL = SQL null */
+    rp_column *cols;             /* owned */
+    int time_col;                /* index of epoch_ns, or -1 */
+    const struct pg_result *res; /* borrowed; either res ... */
+    const char *arena;           /* ... or values in arena (borrowed) at ... */
+    const struct rp_cell *cells; /* ... cells[row * ncols + col] (borrowed) ... */
+    const char *const *vals;     /* ... or vals[row * ncols + col], NULL = SQL null */
 } rp_batch;
 
 /* Map a PostgreSQL type OID to a value kind. */
@@ -66,10 +74,10 @@ rp_value_kind rp_value_kind_for_oid(unsigned oid);
 
 /* Describe res (borrowed, must outlive the batch). Allocates the column array only. */
 void rp_batch_init_result(rp_batch *b, const struct pg_result *res);
-/* Describe rows read in single-row mode: rows[i] (borrowed) holds row i; desc (borrowed)
- * is any result of the query with its column descriptions. */
-void rp_batch_init_rows(rp_batch *b, const struct pg_result *desc,
-                        const struct pg_result *const *rows, size_t nrows);
+/* Describe rows copied out of single-row results: nrows rows of cells into arena (both
+ * borrowed); desc (borrowed) is a result of the query with its column descriptions. */
+void rp_batch_init_cells(rp_batch *b, const struct pg_result *desc, const char *arena,
+                         const rp_cell *cells, size_t nrows);
 /* Describe a synthetic batch: cols (copied) and vals (borrowed). */
 void rp_batch_init_values(rp_batch *b, const rp_column *cols, size_t ncols, size_t nrows,
                           const char *const *vals);

@@ -159,10 +159,12 @@ struct rp_source {
                            * discarded (counted), they may carry that change */
 
     /* the result being read (ITEM_QUERY) */
-    bool single_set;                /* single-row mode was decided for the current item */
-    bool single;                    /* ... and is on */
-    PGresult **rows;                /* single-row results kept so far (owned) */
-    size_t nrows, cap_rows;         /* rows kept */
+    bool single_set; /* single-row mode was decided for the current item */
+    bool single;     /* ... and is on */
+    rp_buf arena;    /* values of the rows kept so far, NUL-terminated */
+    rp_cell *cells;  /* one per value kept: where it is in arena */
+    size_t ncells, cap_cells;
+    size_t nrows;                   /* rows kept */
     uint64_t seen_rows, seen_bytes; /* of the current result, kept or not */
     bool over_cap;
     uv_timer_t yield_timer; /* resumes reading after a yield */
@@ -300,12 +302,17 @@ static int watch(rp_source *src, int events)
     return rp_pgconn_watch_set(&src->watch, src->conn, events);
 }
 
-/* Free the single-row results kept for the current item. */
+/* Forget the rows kept for the current item; a large arena is given back. */
 static void drop_rows(rp_source *src)
 {
-    for (size_t i = 0; i < src->nrows; i++)
-        PQclear(src->rows[i]);
-    src->nrows = 0;
+    src->nrows = src->ncells = 0;
+    if (src->arena.cap > (1u << 20)) {
+        rp_buf_fini(&src->arena);
+        rp_free(src->cells);
+        src->cells = NULL;
+        src->cap_cells = 0;
+    }
+    rp_buf_reset(&src->arena);
 }
 
 static void disconnect(rp_source *src)
@@ -947,7 +954,8 @@ static void metric_failed(rp_source *src, slot *sl, const PGresult *res)
     sl->failing = true;
 }
 
-/* Hand the result to the sinks: res itself, or the single-row results kept in src->rows. */
+/* Hand the result to the sinks: res itself, or the rows kept in src->arena (res then
+ * describes the columns). */
 static void metric_rows(rp_source *src, slot *sl, const PGresult *res)
 {
     if (sl->failing) {
@@ -956,7 +964,7 @@ static void metric_rows(rp_source *src, slot *sl, const PGresult *res)
     }
     rp_batch b;
     if (src->single)
-        rp_batch_init_rows(&b, res, (const PGresult *const *)src->rows, src->nrows);
+        rp_batch_init_cells(&b, res, src->arena.data, src->cells, src->nrows);
     else
         rp_batch_init_result(&b, res);
     src->stats.fetches_ok++;
@@ -1029,9 +1037,10 @@ static void begin_item(rp_source *src, const item *it)
     src->single = guarded && PQsetSingleRowMode(src->conn) == 1;
 }
 
-/* One row in single-row mode (res is taken): kept while the result stays within its caps;
- * past a cap every row kept is freed and the rest is read and discarded. */
-static void take_row(rp_source *src, const slot *sl, PGresult *res)
+/* One row in single-row mode: its values are copied into the arena while the result
+ * stays within its caps (a PGresult per row would cost 2 KiB each); past a cap every
+ * row kept is forgotten and the rest is read and discarded. */
+static void take_row(rp_source *src, const slot *sl, const PGresult *res)
 {
     src->seen_rows++;
     src->seen_bytes += row_bytes(res, 0);
@@ -1039,12 +1048,18 @@ static void take_row(rp_source *src, const slot *sl, PGresult *res)
         src->over_cap = true;
         drop_rows(src);
     }
-    if (src->over_cap) {
-        PQclear(res);
+    if (src->over_cap)
         return;
+    int ncols = PQnfields(res);
+    rp_grow((void **)&src->cells, &src->cap_cells, src->ncells + (size_t)ncols, sizeof(rp_cell));
+    for (int c = 0; c < ncols; c++) {
+        rp_cell *cell = &src->cells[src->ncells++];
+        cell->len = (uint32_t)PQgetlength(res, 0, c);
+        cell->off = PQgetisnull(res, 0, c) ? RP_CELL_NULL : (uint32_t)src->arena.len;
+        if (cell->off != RP_CELL_NULL)
+            rp_buf_append(&src->arena, PQgetvalue(res, 0, c), (size_t)cell->len + 1);
     }
-    rp_grow((void **)&src->rows, &src->cap_rows, src->nrows + 1, sizeof(PGresult *));
-    src->rows[src->nrows++] = res;
+    src->nrows++;
 }
 
 static void result_over_cap(rp_source *src, slot *sl)
@@ -1224,6 +1239,7 @@ static int drain_results(rp_source *src)
         ExecStatusType st = PQresultStatus(res);
         if (st == PGRES_SINGLE_TUPLE && it->kind == ITEM_QUERY) {
             take_row(src, &src->slots[it->slot], res);
+            PQclear(res);
             continue;
         }
         if (st == PGRES_PIPELINE_SYNC) {
@@ -1526,7 +1542,8 @@ static void free_source(rp_source *src)
     rp_free(src->due);
     rp_free(src->items);
     rp_free(src->stale);
-    rp_free(src->rows);
+    rp_buf_fini(&src->arena);
+    rp_free(src->cells);
     drop_pending(src);
     rp_free(src->masked_conn);
     rp_catalog_unref(src->cat);

@@ -4,6 +4,8 @@
  */
 #include <string.h>
 
+#include <libpq-fe.h>
+
 #include "reaper/batch.h"
 #include "reaper/buf.h"
 #include "tests/lib/tap.h"
@@ -115,9 +117,37 @@ static void test_epoch_and_oids(void)
     is_int(rp_value_kind_for_oid(19), RP_VAL_TEXT, "name is a string");
 }
 
+/* Rows copied out of single-row results: cells into an arena, columns from a result. */
+static void test_cells(void)
+{
+    PGresult *desc = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+    PGresAttDesc attrs[3] = {{.name = "epoch_ns", .typid = 20, .typlen = 8, .atttypmod = -1},
+                             {.name = "tag_db", .typid = 25, .typlen = -1, .atttypmod = -1},
+                             {.name = "v", .typid = 23, .typlen = 4, .atttypmod = -1}};
+    ok(PQsetResultAttrs(desc, 3, attrs), "a result describes the columns");
+    static const char arena[] = "1700000000000000000\0db1\0"
+                                "42\0"
+                                "1700000000000000001\0db2";
+    const rp_cell cells[6] = {{0, 19}, {20, 3}, {24, 2}, {27, 19}, {47, 3}, {RP_CELL_NULL, 0}};
+    rp_batch b;
+    rp_batch_init_cells(&b, desc, arena, cells, 2);
+    rp_buf out = RP_BUF_INIT;
+    is_int((int)b.nrows, 2, "two rows");
+    is_int((int)b.ncols, 3, "three columns");
+    is_int(b.cols[1].role, RP_COL_TAG, "tag_ column is a tag");
+    ok(rp_batch_row_time(&b, 1) == 1700000000000000001LL, "row time from the arena");
+    is_str(json_of(&out, &b, 0, 2), "42", "int value");
+    is_str(json_of(&out, &b, 1, 1), "\"db2\"", "text value");
+    is_str(json_of(&out, &b, 1, 2), "null", "null value");
+    rp_buf_fini(&out);
+    rp_batch_fini(&b);
+    PQclear(desc);
+}
+
 int main(void)
 {
     test_values();
+    test_cells();
     test_json_str();
     test_epoch_and_oids();
     return done_testing();

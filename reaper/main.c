@@ -60,6 +60,14 @@ static int check_flags(const rp_options *o, char *err, size_t errlen)
                  o->pprof_addr);
         return -EINVAL;
     }
+    size_t pg_sinks = 0;
+    for (size_t i = 0; i < o->nsinks; i++)
+        pg_sinks += strncmp(o->sinks[i], "jsonfile:", 9) != 0;
+    if (o->sink_spool && pg_sinks != 1) {
+        snprintf(err, errlen, "--sink-spool needs exactly one PostgreSQL sink (%zu given)",
+                 pg_sinks);
+        return -EINVAL;
+    }
     return 0;
 }
 

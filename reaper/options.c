@@ -45,6 +45,9 @@ const rp_opt_def rp_opt_table[] = {
      0, "BYTES", "64MiB",
      "PostgreSQL sink: memory for measurements waiting to be written; the oldest are dropped "
      "(and counted) beyond it"},
+    {"sink-spool", "PGREAPER_SINK_SPOOL", RP_OPT_STRING, OFF(sink_spool), 0, 0, "DIR", NULL,
+     "PostgreSQL sink: keep accepted rows in DIR (fsync'd every --batching-delay) until written, "
+     "so that they survive a crash or SIGKILL and are written after the next start"},
     {"partition-interval", "PGREAPER_PARTITION_INTERVAL", RP_OPT_DURATION,
      OFF(partition_interval_ms), 3600000, 31LL * 86400000, "DURATION", "1 day",
      "PostgreSQL sink: time span of one partition of a metric table (1 hour to 31 days)"},
@@ -127,6 +130,7 @@ void rp_options_fini(rp_options *o)
     rp_free(o->metrics);
     rp_free(o->libpq_trace);
     rp_free(o->pprof_addr);
+    rp_free(o->sink_spool);
     rp_free(o->mode);
     rp_free(o->pprof_token);
     free_list(o->sinks, o->nsinks);

@@ -29,6 +29,7 @@ typedef struct rp_options {
     int shutdown_timeout_s;
     int64_t batching_delay_ms;       /* PostgreSQL sink */
     int64_t sink_buffer_bytes;       /* PostgreSQL sink */
+    char *sink_spool;                /* PostgreSQL sink: spool folder, or NULL */
     int64_t partition_interval_ms;   /* PostgreSQL sink */
     int64_t retention_ms;            /* PostgreSQL sink; 0 = keep everything */
     int64_t maintenance_interval_ms; /* PostgreSQL sink; 0 = never */

@@ -369,8 +369,10 @@ static void log_summary(const rp_reaper *r)
                 (unsigned long long)t->results_over_cap, (unsigned long long)t->fetches_discarded,
                 (unsigned long long)sink_rows, (unsigned long long)sink_written,
                 (unsigned long long)sink_dropped);
-    rp_log_info("summary: sink_rows_unknown=%llu sink_copies_resolved=%llu",
-                (unsigned long long)k->rows_unknown, (unsigned long long)k->copies_resolved);
+    rp_log_info("summary: sink_rows_unknown=%llu sink_copies_resolved=%llu "
+                "sink_rows_replayed=%llu sink_rows_spooled=%llu",
+                (unsigned long long)k->rows_unknown, (unsigned long long)k->copies_resolved,
+                (unsigned long long)k->rows_replayed, (unsigned long long)k->rows_spooled_at_exit);
     rp_log_info("summary: sink_batches=%llu sink_bytes=%llu sink_writes=%llu "
                 "sink_write_ms_avg=%.1f sink_write_ms_max=%.1f sink_reconnects=%llu "
                 "sink_write_errors=%llu",
@@ -520,6 +522,7 @@ static int init_loop(rp_reaper *r)
     rp_sink_opts so = {
         .batching_delay_ms = r->opts->batching_delay_ms,
         .buffer_bytes = r->opts->sink_buffer_bytes,
+        .spool_dir = r->opts->sink_spool,
         .partition_ms = r->opts->partition_interval_ms,
         .retention_ms = r->opts->retention_ms,
         .maintenance_ms = r->opts->maintenance_interval_ms,

@@ -34,6 +34,7 @@
 #include "reaper/pgconn.h"
 #include "sinks/postgres_schema.h"
 #include "sinks/sink.h"
+#include "sinks/spool.h"
 
 #define BACKOFF_MIN_MS   1000
 #define BACKOFF_MAX_MS   30000
@@ -60,6 +61,7 @@ struct ptable;
 
 typedef struct chunk {
     struct chunk *next, *prev; /* global FIFO, oldest first */
+    uint64_t id;               /* in the spool */
     struct ptable *t;
     uint32_t nrows;
     bool pinned;     /* part of the COPY in flight: never dropped */
@@ -119,6 +121,10 @@ struct pg_sink {
     uint64_t seq;         /* sequence number of the last COPY sent */
     bool copy_unacked;    /* the COPY in flight was ended: committed or not is the server's */
     bool resolve_pending; /* copy_chunks are of a COPY cut off while unacknowledged */
+    rp_spool *spool;      /* --sink-spool, or NULL */
+    uint64_t next_id;     /* of the next chunk */
+    uint64_t synced_at;   /* loop ms of the last spool sync */
+    bool spool_failed;    /* the spool failed once (logged) */
     /* pending listing inserts after a COPY */
     char **listing;
     size_t nlisting, cap_listing;
@@ -242,6 +248,33 @@ static void forget_listing(ptable *t)
     t->nlisted = 0;
 }
 
+/* A spool failure does not stop the sink: rows stay in memory, durability is lost. */
+static void spool_check(pg_sink *s, int rc)
+{
+    if (rc < 0 && !s->spool_failed) {
+        rp_log_error("sink %s: %s; rows are kept in memory only until it works again", s->base.uri,
+                     rp_spool_error(s->spool));
+        s->spool_failed = true;
+    } else if (rc == 0 && s->spool_failed) {
+        s->spool_failed = false;
+    }
+}
+
+/* A chunk leaves the buffer for good (written or dropped). */
+static void chunk_done(pg_sink *s, chunk *c)
+{
+    if (s->spool)
+        spool_check(s, rp_spool_done(s->spool, c->id));
+}
+
+static void spool_sync(pg_sink *s)
+{
+    if (!s->spool)
+        return;
+    rp_spool_sync(s->spool);
+    s->synced_at = uv_now(s->loop);
+}
+
 static void fifo_remove(pg_sink *s, chunk *c)
 {
     if (c->prev)
@@ -270,6 +303,7 @@ static void enforce_bound(pg_sink *s)
                 s->full_logged = true;
             }
             fifo_remove(s, c);
+            chunk_done(s, c);
             c->t->dropped += c->nrows;
             c->t->dropped_report += c->nrows;
             s->base.stats.rows_dropped += c->nrows;
@@ -371,6 +405,32 @@ static void encode_row(pg_sink *s, const rp_batch *b, size_t row, int64_t t_us, 
     put_json_object(s, b, row, RP_COL_TAG, true);
 }
 
+/* Append a chunk of encoded rows (copied) to the FIFO. */
+static chunk *enqueue(pg_sink *s, ptable *t, const rp_spool_chunk *sc)
+{
+    size_t dblen = strlen(sc->dbname);
+    chunk *c = rp_malloc(sizeof(chunk) + sc->len + dblen + 1);
+    memset(c, 0, sizeof(*c));
+    c->id = sc->id;
+    c->t = t;
+    c->nrows = sc->nrows;
+    c->part_lo = sc->part_lo;
+    c->part_hi = sc->part_hi;
+    c->len = sc->len;
+    memcpy(c->data, sc->data, c->len);
+    memcpy(c->data + c->len, sc->dbname, dblen + 1);
+    c->dbname = c->data + c->len;
+    c->prev = s->tail;
+    if (s->tail)
+        s->tail->next = c;
+    else
+        s->head = c;
+    s->tail = c;
+    s->base.stats.buffered_bytes += c->len + CHUNK_OVERHEAD;
+    s->buffered_rows += c->nrows;
+    return c;
+}
+
 static void pg_write_batch(rp_sink *base, const rp_batch *b)
 {
     pg_sink *s = (pg_sink *)base;
@@ -415,24 +475,14 @@ static void pg_write_batch(rp_sink *base, const rp_batch *b)
         s->base.stats.rows_dropped += n;
         return;
     }
-    chunk *c = rp_malloc(sizeof(chunk) + s->scratch.len + dblen + 1);
-    memset(c, 0, sizeof(*c));
-    c->t = t;
-    c->nrows = n;
-    c->part_lo = lo;
-    c->part_hi = hi;
-    c->len = s->scratch.len;
-    memcpy(c->data, s->scratch.data, c->len);
-    memcpy(c->data + c->len, b->source, dblen + 1);
-    c->dbname = c->data + c->len;
-    c->prev = s->tail;
-    if (s->tail)
-        s->tail->next = c;
-    else
-        s->head = c;
-    s->tail = c;
-    s->base.stats.buffered_bytes += c->len + CHUNK_OVERHEAD;
-    s->buffered_rows += n;
+    rp_spool_chunk sc = {s->next_id++, t->name, b->source,       n,
+                         lo,           hi,      s->scratch.data, s->scratch.len};
+    enqueue(s, t, &sc);
+    if (s->spool) {
+        spool_check(s, rp_spool_add(s->spool, &sc));
+        if (uv_now(s->loop) - s->synced_at >= (uint64_t)s->opts.batching_delay_ms)
+            spool_sync(s);
+    }
     enforce_bound(s);
     if (s->state == PS_IDLE && !uv_is_active((uv_handle_t *)&s->timer))
         arm(s, (uint64_t)s->opts.batching_delay_ms);
@@ -673,6 +723,13 @@ static void send_copy(pg_sink *s)
                   "on conflict (writer) do update set seq = excluded.seq, updated_on = now()",
                   ident, (long long)s->writer, (unsigned long long)++s->seq);
     PQfreemem(ident);
+    if (s->spool) {
+        uint64_t *ids = rp_calloc(s->ncopy, sizeof(uint64_t));
+        for (size_t i = 0; i < s->ncopy; i++)
+            ids[i] = s->copy_chunks[i]->id;
+        spool_check(s, rp_spool_copy(s->spool, s->seq, ids, s->ncopy));
+        rp_free(ids);
+    }
     s->copy_idx = s->copy_off = 0;
     s->copy_phase = 0;
     s->copy_started_ns = uv_hrtime();
@@ -815,6 +872,7 @@ static void copy_succeeded(pg_sink *s)
         queue_listing(s, t, c->dbname);
         s->base.stats.rows_written += c->nrows;
         fifo_remove(s, c);
+        chunk_done(s, c);
         rp_free(c);
     }
     s->ncopy = 0;
@@ -843,6 +901,7 @@ static void copy_failed(pg_sink *s, PGresult *r)
     for (size_t i = 0; i < s->ncopy; i++) {
         rows += s->copy_chunks[i]->nrows;
         fifo_remove(s, s->copy_chunks[i]);
+        chunk_done(s, s->copy_chunks[i]);
         rp_free(s->copy_chunks[i]);
     }
     s->ncopy = 0;
@@ -937,8 +996,32 @@ static void on_maint_timer(uv_timer_t *t)
 
 static void start_flush(pg_sink *s)
 {
+    spool_sync(s);
     if (s->state == PS_IDLE && s->head)
         start_copy_cycle(s);
+}
+
+static bool next_live(void *arg, rp_spool_chunk *sc)
+{
+    chunk **cur = arg;
+    chunk *c = *cur;
+    if (!c)
+        return false;
+    *sc = (rp_spool_chunk){c->id,      c->t->name, c->dbname, c->nrows,
+                           c->part_lo, c->part_hi, c->data,   c->len};
+    *cur = c->next;
+    return true;
+}
+
+/* Rewrite the spool from the buffer when it has grown past twice what is live. Only
+ * between COPYs: no COPY outcome is pending then. */
+static void maybe_compact(pg_sink *s)
+{
+    if (!s->spool || s->resolve_pending ||
+        !rp_spool_wants_compaction(s->spool, s->base.stats.buffered_bytes))
+        return;
+    chunk *cur = s->head;
+    spool_check(s, rp_spool_compact(s->spool, s->seq, next_live, &cur));
 }
 
 static void enter_idle(pg_sink *s)
@@ -950,6 +1033,7 @@ static void enter_idle(pg_sink *s)
     }
     if (send_listing(s))
         return;
+    maybe_compact(s);
     if (s->maint_due && !s->closing) {
         start_maintenance(s);
         return;
@@ -1217,6 +1301,61 @@ static void step_io(pg_sink *s)
  *-------------------------------------------------------------------------
  */
 
+/* The chunks and tables (at exit, rows still buffered are in the spool, if any). */
+static void free_buffer(pg_sink *s)
+{
+    for (chunk *c = s->head; c;) {
+        chunk *n = c->next;
+        rp_free(c);
+        c = n;
+    }
+    for (ptable *t = s->tables; t;) {
+        ptable *n = t->next;
+        forget_listing(t);
+        rp_free(t->listed);
+        rp_free(t->name);
+        rp_free(t);
+        t = n;
+    }
+}
+
+static void replayed(void *arg, const rp_spool_chunk *sc)
+{
+    pg_sink *s = arg;
+    enqueue(s, table_for(s, sc->table), sc);
+}
+
+/* Open the spool: its chunks come back into the buffer in order; the COPY cut off by a
+ * crash, if any, is looked up after connecting (see resolve_unknown). */
+static int open_spool(pg_sink *s, const char *dir, char *err, size_t errlen)
+{
+    rp_spool_state st;
+    if (rp_spool_open(dir, s->loop, replayed, s, &st, &s->spool, err, errlen) < 0)
+        return -EIO;
+    s->writer = st.writer;
+    s->seq = st.seq;
+    s->next_id = st.next_id;
+    s->base.stats.rows_replayed = st.rows;
+    for (chunk *c = s->head; c && st.nunknown; c = c->next) {
+        for (size_t i = 0; i < st.nunknown; i++) {
+            if (c->id != st.unknown_ids[i])
+                continue;
+            c->pinned = true;
+            rp_grow((void **)&s->copy_chunks, &s->cap_copy, s->ncopy + 1, sizeof(chunk *));
+            s->copy_chunks[s->ncopy++] = c;
+            s->copy_table = c->t;
+        }
+    }
+    s->resolve_pending = s->ncopy > 0;
+    rp_free(st.unknown_ids);
+    if (st.chunks)
+        rp_log_info("sink %s: %llu rows (%llu chunks) from the spool in \"%s\" are written "
+                    "first%s",
+                    s->base.uri, (unsigned long long)st.rows, (unsigned long long)st.chunks, dir,
+                    s->resolve_pending ? "; one COPY cut off by the stop is looked up" : "");
+    return 0;
+}
+
 static int pg_open(const char *uri, uv_loop_t *loop, const rp_sink_opts *opts, rp_sink **out,
                    char *err, size_t errlen)
 {
@@ -1239,6 +1378,16 @@ static int pg_open(const char *uri, uv_loop_t *loop, const rp_sink_opts *opts, r
     if (getrandom(&w, sizeof(w), 0) != (ssize_t)sizeof(w))
         w = uv_hrtime() ^ ((uint64_t)getpid() << 32);
     s->writer = (int64_t)(w >> 1); /* positive: a bigint */
+    if (opts->spool_dir && open_spool(s, opts->spool_dir, err, errlen) < 0) {
+        free_buffer(s);
+        rp_pgconn_params_fini(&s->params);
+        rp_free(s->copy_chunks);
+        rp_free(s->conninfo);
+        rp_free((char *)s->opts.metric_tables);
+        rp_free(s->base.uri);
+        rp_free(s);
+        return -EIO;
+    }
     rp_pgconn_watch_init(&s->watch, loop, on_poll, on_poll_closed, s, &s->pending_closes);
     uv_timer_init(loop, &s->timer);
     uv_timer_init(loop, &s->maint_timer);
@@ -1275,19 +1424,9 @@ static int pg_flush(rp_sink *base)
 
 static void free_sink(pg_sink *s)
 {
-    for (chunk *c = s->head; c;) {
-        chunk *n = c->next;
-        rp_free(c);
-        c = n;
-    }
-    for (ptable *t = s->tables; t;) {
-        ptable *n = t->next;
-        forget_listing(t);
-        rp_free(t->listed);
-        rp_free(t->name);
-        rp_free(t);
-        t = n;
-    }
+    free_buffer(s);
+    if (s->spool)
+        rp_spool_close(s->spool); /* syncs what is left: replayed at the next start */
     rp_pgconn_params_fini(&s->params);
     rp_buf_fini(&s->scratch);
     rp_buf_fini(&s->keys);
@@ -1320,6 +1459,13 @@ static void finish_close(pg_sink *s)
     }
     uint64_t unknown = s->copy_unacked || s->resolve_pending ? copy_rows(s) : 0;
     uint64_t dropped = s->buffered_rows - unknown;
+    if (s->spool && s->buffered_rows) {
+        s->base.stats.rows_spooled_at_exit += s->buffered_rows;
+        rp_log_warn("sink %s: %llu rows could not be written before shutdown: kept in the "
+                    "spool, written at the next start",
+                    s->base.uri, (unsigned long long)s->buffered_rows);
+        unknown = dropped = 0;
+    }
     if (dropped) {
         s->base.stats.rows_dropped += dropped;
         rp_log_error("sink %s: %llu rows could not be written before shutdown", s->base.uri,

@@ -39,6 +39,8 @@ typedef struct rp_sink_stats {
     uint64_t rows_unacked;    /* now sent and not yet acknowledged (or being resolved) */
     uint64_t rows_unknown;    /* at exit: sent, but whether they were committed is unknown */
     uint64_t copies_resolved; /* COPYs cut off by a connection loss whose outcome was looked up */
+    uint64_t rows_replayed;   /* rows read back from the spool at start */
+    uint64_t rows_spooled_at_exit; /* rows left in the spool at exit, for the next start */
 } rp_sink_stats;
 
 /* Add every counter of from to to (gauges such as buffered_bytes add up too). */
@@ -60,6 +62,8 @@ typedef struct rp_sink_opts {
      * front, so that dashboards never query a table that does not exist yet; NULL: none.
      * Copied by the sink. */
     const char *metric_tables;
+    /* PostgreSQL sink: folder of the crash-safe spool (see sinks/spool.h); NULL: none. */
+    const char *spool_dir;
 } rp_sink_opts;
 
 typedef struct rp_sink_ops {

@@ -15,7 +15,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'tests', 'lib'))
-from pgharness import Postgres, Reaper  # noqa: E402
+from pgharness import Postgres, Reaper, proc_status_kb  # noqa: E402
 
 METRICS = '''
 metrics:
@@ -39,14 +39,6 @@ SOURCES = '''
 '''
 
 
-def hwm_kb(pid):
-    with open('/proc/%d/status' % pid) as f:
-        for line in f:
-            if line.startswith('VmHWM:'):
-                return int(line.split()[1])
-    return 0
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--duration', type=float, default=40)
@@ -61,7 +53,7 @@ def main():
     r = Reaper(a.binary, sources, METRICS,
                args=shlex.split(a.extra)).start()
     time.sleep(a.duration)
-    hwm = hwm_kb(r.proc.pid)
+    hwm = proc_status_kb(r.proc.pid, 'VmHWM')
     r.stop()
     ticks = sorted(b['data'][0]['epoch_ns'] for b in r.batches('tick', 'other'))
     gaps = [(y - x) / 1e9 for x, y in zip(ticks, ticks[1:])]

@@ -17,7 +17,7 @@ import threading
 import time
 import urllib.request
 
-from pgharness import Postgres, Reaper, backend_pids
+from pgharness import Postgres, Reaper, backend_pids, proc_status_kb
 from pgproxy import CutProxy
 
 GOOD = {
@@ -60,14 +60,6 @@ def sources_yaml(servers, extra):
     return ''.join('- name: %s\n  conn_str: %s\n  custom_metrics: %s\n' % (n, c, m) for n, c, m in (
         ('s1', s1.conn_str(), good), ('s2', s2.conn_str(), good),
         ('s3', s3.conn_str(), good), ('bad', s2.conn_str(), bad)))
-
-
-def rss_kb(pid):
-    with open('/proc/%d/status' % pid) as f:
-        for line in f:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1])
-    return 0
 
 
 def nfds(pid):
@@ -168,7 +160,7 @@ class Chaos:
     def sample(self):
         pid = self.r.proc.pid
         try:
-            self.samples.append((time.time(), nfds(pid), rss_kb(pid)))
+            self.samples.append((time.time(), nfds(pid), proc_status_kb(pid, 'VmRSS')))
         except OSError:
             pass
 

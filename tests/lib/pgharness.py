@@ -263,6 +263,15 @@ class Reaper:
         return out
 
 
+def proc_status_kb(pid, field):
+    """A kB figure of /proc/PID/status, such as VmRSS or VmHWM (0 when absent)."""
+    with open('/proc/%d/status' % pid) as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    return 0
+
+
 def backend_pids(pg, app='pgreaper'):
     out = pg.psql("select pid from pg_stat_activity where application_name = '%s' "
                   "order by pid" % app)

@@ -70,10 +70,10 @@ class CutProxy:
                 return True
         return False
 
-    def _up(self, src, dst, pair):
-        """client -> server: the startup packet has no type byte, then typed messages."""
+    def _relay(self, src, dst, pair, frame):
+        """Pass whole messages from src to dst; frame(buf) returns (bytes to pass, bytes
+        kept for later, cut now?). A cut closes both sides after passing what precedes."""
         buf = b''
-        started = False
         while not pair['closed']:
             try:
                 data = src.recv(65536)
@@ -81,78 +81,71 @@ class CutProxy:
                 data = b''
             if not data:
                 break
-            buf += data
-            out = b''
-            while True:
-                if not started:
-                    if len(buf) < 4:
-                        break
-                    n = struct.unpack('!I', buf[:4])[0]
-                    if len(buf) < n:
-                        break
-                    out, buf, started = out + buf[:n], buf[n:], True
-                    continue
-                if len(buf) < 5:
-                    break
-                n = struct.unpack('!I', buf[1:5])[0]
-                if len(buf) < 1 + n:
-                    break
-                msg, buf = buf[:1 + n], buf[1 + n:]
-                if msg[:1] == b'd' and self._take('copy'):
-                    try:
-                        dst.sendall(out)
-                    except OSError:
-                        pass
-                    self._close(src, dst, pair)
-                    return
-                out += msg
+            out, buf, cut = frame(buf + data)
             try:
                 dst.sendall(out)
             except OSError:
                 break
+            if cut:
+                self._close(src, dst, pair)
+                return
         if not pair['closed']:
             self._close(src, dst, pair)
 
-    def _down(self, src, dst, pair):
-        """server -> client: every message is typed. After the watched CommandComplete,
-        wait for ReadyForQuery (the commit is done) and drop both instead of passing them."""
-        buf = b''
-        held = None
-        after_copy = False
-        while not pair['closed']:
-            try:
-                data = src.recv(65536)
-            except OSError:
-                data = b''
-            if not data:
-                break
-            buf += data
+    @staticmethod
+    def _messages(buf, typed=True):
+        """Split off whole messages: [(message, type)], rest."""
+        msgs = []
+        while True:
+            head = 1 if typed else 0
+            if len(buf) < head + 4:
+                return msgs, buf
+            n = struct.unpack('!I', buf[head:head + 4])[0]
+            if len(buf) < head + n:
+                return msgs, buf
+            msgs.append((buf[:head + n], buf[:1] if typed else b''))
+            buf = buf[head + n:]
+
+    def _up(self, src, dst, pair):
+        """client -> server: the startup packet has no type byte, then typed messages;
+        a cut mid-COPY drops a CopyData message and everything after it."""
+        state = {'started': False}
+
+        def frame(buf):
             out = b''
-            while len(buf) >= 5:
-                n = struct.unpack('!I', buf[1:5])[0]
-                if len(buf) < 1 + n:
-                    break
-                msg, buf = buf[:1 + n], buf[1 + n:]
-                if held is not None:
-                    held += msg
-                    if msg[:1] == b'Z':  # committed: the client never hears of it
-                        try:
-                            dst.sendall(out)
-                        except OSError:
-                            pass
-                        self._close(src, dst, pair)
-                        return
+            if not state['started']:
+                msgs, buf = self._messages(buf, typed=False)
+                if not msgs:
+                    return b'', buf, False
+                out, state['started'] = msgs[0][0], True
+                buf = b''.join(m for m, _ in msgs[1:]) + buf
+            msgs, rest = self._messages(buf)
+            for m, kind in msgs:
+                if kind == b'd' and self._take('copy'):
+                    return out, b'', True
+                out += m
+            return out, rest, False
+        self._relay(src, dst, pair, frame)
+
+    def _down(self, src, dst, pair):
+        """server -> client: after the watched CommandComplete that follows a COPY's, hold
+        it until ReadyForQuery (the commit is done), then cut instead of passing them."""
+        state = {'held': False, 'after_copy': False}
+
+        def frame(buf):
+            out = b''
+            msgs, rest = self._messages(buf)
+            for m, kind in msgs:
+                if state['held']:
+                    if kind == b'Z':  # committed: the client never hears of it
+                        return out, b'', True
                     continue
-                if (msg[:1] == b'C' and after_copy and msg[5:].startswith(self.watch_tag)
+                if (kind == b'C' and state['after_copy'] and m[5:].startswith(self.watch_tag)
                         and self._take('commit')):
-                    held = msg
+                    state['held'] = True
                     continue
-                if msg[:1] == b'C':
-                    after_copy = msg[5:].startswith(b'COPY ')
-                out += msg
-            try:
-                dst.sendall(out)
-            except OSError:
-                break
-        if not pair['closed']:
-            self._close(src, dst, pair)
+                if kind == b'C':
+                    state['after_copy'] = m[5:].startswith(b'COPY ')
+                out += m
+            return out, rest, False
+        self._relay(src, dst, pair, frame)

@@ -21,6 +21,9 @@ metrics:
         select (extract(epoch from clock_timestamp()) * 1e9)::int8 as epoch_ns, g as n,
                md5(g::text) as pad
           from generate_series(1, 200) g
+  wide:
+    sqls:
+      10: select repeat('w', 200000) as v
   big:
     sqls:
       10: |
@@ -142,6 +145,20 @@ def main():
         stored = [x for x in sink_rows(sink, metric) if int(x[0]) >= since]
         missing += len(file_rows(r, metric)) - len(stored)
     t.is_(lost, missing, 'and that count is exactly what the sink is missing')
+
+    # 5. A batch larger than the whole buffer: refused and counted, nothing else evicted.
+    sink.psql('drop table if exists public.seq', db='metrics')
+    r = Reaper(sys.argv[1], SOURCES.format(conn=src.conn_str(), metrics='{seq: 1, wide: 1}'),
+               METRICS, args=['--sink', sink_uri(sink), '--sink-buffer-bytes', '64kB']).start()
+    t.ok(r.wait_log('schema ready', 15), 'sink ready with a 64 kB buffer', r.log())
+    time.sleep(4)
+    t.is_(r.stop(), 0, 'exit 0')
+    log = r.log()
+    t.is_(log.count('more than --sink-buffer-bytes'), 1, 'the oversized batch is logged once')
+    wide = len(r.batches('wide'))
+    t.ok(wide >= 3 and r.summary().get('sink_rows_dropped') == wide,
+         'each oversized row counted as dropped (%d)' % wide, r.summary())
+    compare(t, r, sink, 'seq', 'beside oversized batches')
     t.done()
 
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -27,10 +28,11 @@ enum { REC_CHUNK = 1, REC_DONE = 2, REC_COPY = 3 };
 struct rp_spool {
     uv_loop_t *loop;
     char *dir;
-    int fd;             /* current segment, append only */
-    uint64_t seg;       /* its number */
-    uint64_t seg_bytes; /* its size */
-    uint64_t bytes;     /* every segment */
+    int fd;              /* current segment, append only */
+    int lock_fd;         /* DIR/lock, held with flock: one process per spool */
+    uint64_t seg;        /* its number */
+    uint64_t seg_bytes;  /* its size */
+    uint64_t bytes;      /* every segment */
     uint64_t drop_below; /* after the next sync: delete segments numbered below this */
     bool dirty, working, closing;
     uv_work_t work;
@@ -340,10 +342,23 @@ static int open_segment(rp_spool *sp, uint64_t k)
     return 0;
 }
 
+static int take_lock(rp_spool *sp)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/lock", sp->dir);
+    sp->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (sp->lock_fd < 0)
+        return -errno;
+    if (flock(sp->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        snprintf(sp->err, sizeof(sp->err), "the folder is in use by another pgreaper process");
+        return -EBUSY;
+    }
+    return 0;
+}
+
 /* Live chunks to cb and into the new segment (with the COPY state), so that the older
  * segments can go after the first sync. */
-static int hand_over(rp_spool *sp, replay *r, rp_spool_replay_cb cb, void *arg,
-                     rp_spool_state *st)
+static int hand_over(rp_spool *sp, replay *r, rp_spool_replay_cb cb, void *arg, rp_spool_state *st)
 {
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < r->n; i++) {
@@ -380,7 +395,9 @@ int rp_spool_open(const char *dir, uv_loop_t *loop, rp_spool_replay_cb cb, void 
     sp->fd = -1;
     uint64_t *segs = NULL;
     size_t nsegs = 0;
-    int rc = load_writer(sp, &st->writer);
+    int rc = take_lock(sp);
+    if (rc == 0)
+        rc = load_writer(sp, &st->writer);
     if (rc == 0)
         rc = list_segments(dir, &segs, &nsegs);
     replay r = {0};
@@ -410,12 +427,13 @@ int rp_spool_open(const char *dir, uv_loop_t *loop, rp_spool_replay_cb cb, void 
     rp_free(r.copy_ids);
     rp_free(segs);
     if (rc < 0) {
-        snprintf(err, errlen, "spool \"%s\": %s", dir,
-                 sp->err[0] ? sp->err : strerror(-rc));
+        snprintf(err, errlen, "spool \"%s\": %s", dir, sp->err[0] ? sp->err : strerror(-rc));
         rp_free(st->unknown_ids);
         st->unknown_ids = NULL;
         if (sp->fd >= 0)
             close(sp->fd);
+        if (sp->lock_fd > 0)
+            close(sp->lock_fd);
         rp_free(sp->dir);
         rp_free(sp);
         return rc;
@@ -459,6 +477,8 @@ static void free_spool(rp_spool *sp)
             drop_old(sp->dir, sp->drop_below);
         close(sp->fd);
     }
+    if (sp->lock_fd > 0)
+        close(sp->lock_fd);
     rp_buf_fini(&sp->rec);
     rp_free(sp->dir);
     rp_free(sp);
@@ -469,8 +489,8 @@ static void sync_done(uv_work_t *w, int status)
     rp_spool *sp = w->data;
     sp->working = false;
     if (sp->work_err)
-        snprintf(sp->err, sizeof(sp->err), "could not sync the spool in \"%.150s\": %s",
-                 sp->dir, strerror(sp->work_err));
+        snprintf(sp->err, sizeof(sp->err), "could not sync the spool in \"%.150s\": %s", sp->dir,
+                 strerror(sp->work_err));
     else if (sp->work_drop_below && sp->work_drop_below == sp->drop_below)
         sp->drop_below = 0;
     if (sp->closing)

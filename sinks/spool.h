@@ -57,9 +57,8 @@ typedef void (*rp_spool_replay_cb)(void *arg, const rp_spool_chunk *c);
  * Open (creating DIR if needed) and replay: cb(arg, chunk) for every live chunk in order;
  * st describes the rest. 0, or a negative errno with the reason in err.
  */
-RP_NODISCARD int rp_spool_open(const char *dir, uv_loop_t *loop, rp_spool_replay_cb cb,
-                               void *arg, rp_spool_state *st, rp_spool **out, char *err,
-                               size_t errlen);
+RP_NODISCARD int rp_spool_open(const char *dir, uv_loop_t *loop, rp_spool_replay_cb cb, void *arg,
+                               rp_spool_state *st, rp_spool **out, char *err, size_t errlen);
 /* Record a new chunk (durable at the next sync). 0 or a negative errno. */
 int rp_spool_add(rp_spool *sp, const rp_spool_chunk *c);
 /* Record that a chunk was written or dropped. */

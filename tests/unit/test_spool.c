@@ -3,6 +3,7 @@
  * The sink's spool: replay of live chunks in order, DONE records, the COPY whose outcome
  * is unknown, a torn tail, compaction, and the writer id kept across opens.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +76,12 @@ int main(void)
 
     rp_spool *sp = reopen(&loop, dir, &s, &st);
     ok(sp && s.n == 0 && st.next_id == 1 && st.writer > 0, "an empty spool");
+    rp_spool *other = NULL;
+    rp_spool_state st2;
+    char err[256];
+    ok(rp_spool_open(dir, &loop, on_chunk, &s, &st2, &other, err, sizeof(err)) == -EBUSY &&
+           strstr(err, "in use by another pgreaper process"),
+       "a second opener is refused");
     int64_t writer = st.writer;
     rp_free(st.unknown_ids);
     add(sp, 1, "one");

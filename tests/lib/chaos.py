@@ -74,9 +74,11 @@ class Chaos:
         self.say = log
         self.actions = {}
         self.samples = []  # (t, fds, rss_kb)
+        self.timeline = []  # (t, action)
 
     def count(self, what):
         self.actions[what] = self.actions.get(what, 0) + 1
+        self.timeline.append((time.time(), what))
 
     def setup(self):
         self.s1 = Postgres('chaos1', extra_conf={'wal_level': 'replica', 'max_wal_senders': '4'})
@@ -209,6 +211,18 @@ class Chaos:
         t = calendar.timegm(time.strptime(whole, '%Y-%m-%dT%H:%M:%S'))
         return t * 1000000 + int(frac[:6].ljust(6, '0'))
 
+    def biggest_rise(self):
+        """The largest RSS rise between two samples, with the actions just before it."""
+        best = None
+        for (t0, _, r0), (t1, _, r1) in zip(self.samples, self.samples[1:]):
+            if best is None or r1 - r0 > best[0]:
+                best = (r1 - r0, t0, t1)
+        if not best:
+            return None
+        start = self.samples[0][0]
+        return {'kb': best[0], 'at_s': round(best[2] - start, 1),
+                'actions_before': [a for t, a in self.timeline if best[1] - 3 <= t <= best[2]]}
+
     def reconcile(self):
         want = {}
         for b in self.r.lines():
@@ -253,6 +267,7 @@ class Chaos:
             'rss_warm_kb': max((x[2] for x in early), default=0),
             'rss_late_kb': max((x[2] for x in warm), default=0),
             'rss_end_kb': self.samples[-1][2] if self.samples else 0,
+            'rss_biggest_rise': self.biggest_rise(),
             'reconcile': rec,
             'summary': s,
             'log_tail': log[-3000:],

@@ -385,6 +385,31 @@ static void offender(pm_worker *w, const char *what)
     pthread_mutex_unlock(&w->src->lock);
 }
 
+/* This design reads a result whole (PQexec): the caps keep an oversized one out of the
+ * sinks, after the fact. Tried again in 10 minutes. */
+static bool over_caps(pm_worker *w, const PGresult *res)
+{
+    uint64_t max_rows, max_bytes, bytes = 0, rows = (uint64_t)PQntuples(res);
+    rp_source_result_caps(w->src->opts, w->def, &max_rows, &max_bytes);
+    for (int r = 0; r < PQntuples(res) && bytes <= max_bytes; r++)
+        bytes += rp_source_row_bytes(res, r);
+    if (rows <= max_rows && bytes <= max_bytes)
+        return false;
+    rp_log_at(RP_LOG_ERROR, w->src->def.name, w->def->name, NULL,
+              "metric result too large: %llu rows, %s%llu bytes (caps: %llu rows, %llu bytes; "
+              "raise --result-max-rows/--result-max-bytes or the metric's "
+              "result_max_rows/result_max_bytes); nothing stored, tried again in 10 minutes",
+              (unsigned long long)rows, bytes > max_bytes ? "over " : "", (unsigned long long)bytes,
+              (unsigned long long)max_rows, (unsigned long long)max_bytes);
+    w->skip_until = mono_ms() + 10 * 60 * 1000;
+    w->failing = true;
+    pthread_mutex_lock(&w->src->lock);
+    w->src->stats.fetch_errors++;
+    w->src->stats.results_over_cap++;
+    pthread_mutex_unlock(&w->src->lock);
+    return true;
+}
+
 /* Store (hand over) or log one result. */
 static void take_result(pm_worker *w, PGresult *res, int64_t t)
 {
@@ -393,6 +418,14 @@ static void take_result(pm_worker *w, PGresult *res, int64_t t)
         char what[96];
         snprintf(what, sizeof(what), "ran %.40s, a command, not a query", PQcmdStatus(res));
         offender(w, what);
+        PQclear(res);
+        return;
+    }
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && over_caps(w, res)) {
+        PQclear(res);
+        return;
+    }
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && over_caps(w, res)) {
         PQclear(res);
         return;
     }

@@ -995,11 +995,16 @@ static void offender(rp_source *src, slot *sl, const char *what)
         snprintf(src->reset_why, sizeof(src->reset_why), "metric \"%s\" %s", sl->def->name, what);
 }
 
+void rp_source_result_caps(const rp_source_opts *opts, const rp_metric_def *def, uint64_t *rows,
+                           uint64_t *bytes)
+{
+    *rows = (uint64_t)(def->result_max_rows > 0 ? def->result_max_rows : opts->result_max_rows);
+    *bytes = (uint64_t)(def->result_max_bytes > 0 ? def->result_max_bytes : opts->result_max_bytes);
+}
+
 static void result_caps(const rp_source *src, const slot *sl, uint64_t *rows, uint64_t *bytes)
 {
-    int64_t r = sl->def->result_max_rows, b = sl->def->result_max_bytes;
-    *rows = (uint64_t)(r > 0 ? r : src->opts->result_max_rows);
-    *bytes = (uint64_t)(b > 0 ? b : src->opts->result_max_bytes);
+    rp_source_result_caps(src->opts, sl->def, rows, bytes);
 }
 
 static bool over_caps(const rp_source *src, const slot *sl, uint64_t rows, uint64_t bytes)
@@ -1009,8 +1014,7 @@ static bool over_caps(const rp_source *src, const slot *sl, uint64_t rows, uint6
     return rows > max_rows || bytes > max_bytes;
 }
 
-/* Bytes of one row as counted against result_max_bytes: its values plus 8 per column. */
-static uint64_t row_bytes(const PGresult *res, int row)
+uint64_t rp_source_row_bytes(const PGresult *res, int row)
 {
     int ncols = PQnfields(res);
     uint64_t n = 8 * (uint64_t)ncols;
@@ -1043,7 +1047,7 @@ static void begin_item(rp_source *src, const item *it)
 static void take_row(rp_source *src, const slot *sl, const PGresult *res)
 {
     src->seen_rows++;
-    src->seen_bytes += row_bytes(res, 0);
+    src->seen_bytes += rp_source_row_bytes(res, 0);
     if (!src->over_cap && over_caps(src, sl, src->seen_rows, src->seen_bytes)) {
         src->over_cap = true;
         drop_rows(src);
@@ -1125,7 +1129,7 @@ static void query_result(rp_source *src, slot *sl, PGresult *res)
         if (!src->single) {
             src->seen_rows = (uint64_t)PQntuples(res);
             for (int r = 0; r < PQntuples(res); r++)
-                src->seen_bytes += row_bytes(res, r);
+                src->seen_bytes += rp_source_row_bytes(res, r);
             src->over_cap = over_caps(src, sl, src->seen_rows, src->seen_bytes);
         }
         sl->sized = true;

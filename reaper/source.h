@@ -102,6 +102,12 @@ void rp_source_stats_add(rp_source_stats *to, const rp_source_stats *from);
  * metric is logged once and left out for a while instead of failing every interval. */
 bool rp_source_error_unavailable(const char *sqlstate);
 
+/* The caps on a result of metric def (its own keys, else the flags' values). */
+void rp_source_result_caps(const rp_source_opts *opts, const rp_metric_def *def, uint64_t *rows,
+                           uint64_t *bytes);
+/* Bytes of one row as counted against a byte cap: its values plus 8 per column. */
+uint64_t rp_source_row_bytes(const struct pg_result *res, int row);
+
 /* Write an instance_up measurement (1 or 0 at time t, ns) for def to the sinks. */
 void rp_source_write_up(struct rp_sinks *sinks, const rp_source_def *def, bool up, int64_t t);
 /* Fill in b's source, metric and tags from def and metric, fetched at t (ns), and write it

@@ -138,7 +138,7 @@ def main():
 
     # Per-metric mode: the pooled connection a command ran on is closed, never reused.
     sources = ('- name: bad\n  conn_str: %s\n  custom_metrics: {fresh: 1, m_begin: 1, '
-               'm_search_path: 1, m_commit: 1}\n' % pg.conn_str())
+               'm_search_path: 1, m_commit: 1, capped: 1}\n' % pg.conn_str())
     r = Reaper(sys.argv[1], sources, METRICS,
                args=['--mode=per-metric', '--max-parallel-connections-per-db', '2']).start()
     t.ok(r.wait_batches('fresh', 'bad', count=6, timeout=30), 'per-metric: fresh collects',
@@ -154,6 +154,8 @@ def main():
     idle = pg.psql("select count(*) from pg_stat_activity where state like 'idle in transaction%'")
     t.is_(idle, '0', 'per-metric: no backend idle in transaction')
     t.ok('lost connection' not in log, 'per-metric: a reset is not a lost connection')
+    t.ok('metric=capped: metric result too large: 50 rows' in log and not r.batches('capped'),
+         'per-metric: the result cap applies too', log[-2000:])
     t.is_(r.stop(), 0, 'per-metric: exit 0')
     t.done()
 

@@ -59,7 +59,7 @@ class Tap:
 
 def skip_all(reason):
     print('1..0 # SKIP %s' % reason, flush=True)
-    sys.exit(77)
+    sys.exit(0)
 
 
 class Postgres:

@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'tests', 'lib'))
 sys.path.insert(0, HERE)
 from core import setup_databases  # noqa: E402
-from pgharness import Postgres, Reaper  # noqa: E402
+from pgharness import Postgres, Reaper, proc_status_kb  # noqa: E402
 
 
 def sources_yaml(pg, n, ndb, preset):
@@ -36,14 +36,6 @@ def sources_yaml(pg, n, ndb, preset):
 def get_json(port, path):
     with urllib.request.urlopen('http://127.0.0.1:%d%s' % (port, path), timeout=60) as f:
         return json.loads(f.read())
-
-
-def proc(pid, key):
-    with open('/proc/%d/status' % pid) as f:
-        for line in f:
-            if line.startswith(key + ':'):
-                return int(line.split()[1])
-    return 0
 
 
 def run_compare(a, pg, binary, d):
@@ -70,8 +62,9 @@ def scale_step(r, port, n, pg, ndb, preset):
     time.sleep(5)
     v = get_json(port, '/debug/vars')
     pid = r.proc.pid
-    return (n, proc(pid, 'Threads'), v['process']['tasks'], proc(pid, 'VmRSS') / 1024.0,
-            v['memstats']['HeapAlloc'] / 2**20, v['reaper']['connects'])
+    return (n, proc_status_kb(pid, 'Threads'), v['process']['tasks'],
+            proc_status_kb(pid, 'VmRSS') / 1024.0, v['memstats']['HeapAlloc'] / 2**20,
+            v['reaper']['connects'])
 
 
 def run_scale(a, pg, binary):

@@ -22,7 +22,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'tests', 'lib'))
-from pgharness import Postgres, Reaper, backend_pids  # noqa: E402
+from pgharness import Postgres, Reaper, backend_pids, proc_status_kb  # noqa: E402
 
 
 def proc_cpu(pid):
@@ -40,14 +40,6 @@ def proc_user_sys(pid):
         fields = f.read().rsplit(')', 1)[1].split()
     tick = os.sysconf('SC_CLK_TCK')
     return int(fields[11]) / tick, int(fields[12]) / tick
-
-
-def proc_status(pid, key):
-    with open('/proc/%d/status' % pid) as f:
-        for line in f:
-            if line.startswith(key + ':'):
-                return int(line.split()[1])
-    return 0
 
 
 def smaps(pid):
@@ -190,8 +182,8 @@ def main():
     cpu1, bcpu1 = proc_cpu(pid), sum(proc_cpu(b) for b in backends)
     us1 = proc_user_sys(pid)
     m1 = vars_counts(vport) if vport else malloc_counts(count_file) if env else (0, 0)
-    threads, sm = proc_status(pid, 'Threads'), smaps(pid)
-    hwm = proc_status(pid, 'VmHWM')
+    threads, sm = proc_status_kb(pid, 'Threads'), smaps(pid)
+    hwm = proc_status_kb(pid, 'VmHWM')
     captures = capture_costs(vport, pid) if vport else []
     heap_rows = heap_figures(vport) if vport else []
     rc = r.stop()

@@ -75,11 +75,15 @@ def main():
          r.log())
     t.ok(r.wait_log('metric=huge_value', timeout=60) and r.wait_log('metric=huge_rows', 60),
          'huge results seen', r.log())
-    time.sleep(4)
+    # Each pipeline stops at its first offender and resets the session, so the offenders
+    # are found one pipeline after another: wait for the last (slow under valgrind).
+    t.ok(all(r.wait_log('metric=%s:' % k, timeout=60) for k in OFFENDERS),
+         'every offender found', r.log()[-3000:])
+    time.sleep(1)
     start = time.time()
     before = len(r.batches('fresh', 'bad'))
     advisory = len(r.batches('m_advisory'))
-    time.sleep(5)
+    r.wait_batches('fresh', 'bad', count=before + 3, timeout=30)
     log = r.log()
 
     # Each offender: logged exactly once, by name, and never run again. LOCK TABLE outside
@@ -95,7 +99,8 @@ def main():
     # The others keep fresh, unaltered values.
     fresh = r.batches('fresh', 'bad')
     later = fresh[before - 1:] if before else fresh
-    t.ok(len(later) >= 3, 'fresh keeps coming after the offenders (%d in 5 s)' % len(later))
+    t.ok(len(later) >= 3, 'fresh keeps coming after the offenders (%d in %.0f s)'
+         % (len(later), time.time() - start), log[-3000:])
     rows = [b['data'][0] for b in fresh[-3:]]
     t.ok(all(x['search_path'] == '"$user", public' for x in rows), 'search_path untouched',
          rows)
@@ -130,10 +135,10 @@ def main():
     # The calm source never noticed.
     calm = r.batches('fresh', 'calm')
     t.ok(len(calm) >= 8, 'other source kept collecting (%d batches)' % len(calm))
-    t.ok(time.time() - start < 30, 'test did not stall')
+    t.ok(time.time() - start < 40, 'test did not stall')
 
     rc = r.stop()
-    t.is_(rc, 0, 'exit 0')
+    t.ok(rc == 0, 'exit 0', 'exit status %r\n%s' % (rc, r.log()[-3000:]))
     t.ok('ERROR: AddressSanitizer' not in r.log(), 'no sanitizer report')
 
     # Per-metric mode: the pooled connection a command ran on is closed, never reused.

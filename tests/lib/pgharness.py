@@ -41,9 +41,12 @@ class Tap:
         print('%sok %d - %s' % ('' if cond else 'not ', self.n, name), flush=True)
         if not cond:
             self.failed += 1
+            # Also on stderr: meson's --print-errorlogs shows it in CI's console.
+            print('not ok %d - %s' % (self.n, name), file=sys.stderr, flush=True)
             if diag is not None:
                 for line in str(diag).splitlines()[-40:]:
                     print('#   ' + line, flush=True)
+                    print('#   ' + line, file=sys.stderr, flush=True)
         return cond
 
     def is_(self, got, want, name):
@@ -201,7 +204,9 @@ class Reaper:
     def send(self, sig):
         self.proc.send_signal(sig)
 
-    def stop(self, sig=signal.SIGTERM, timeout=30):
+    def stop(self, sig=signal.SIGTERM, timeout=None):
+        if timeout is None:  # valgrind makes the final drain and leak check slow
+            timeout = 90 if os.environ.get('RP_VALGRIND') else 30
         self.proc.send_signal(sig)
         try:
             self.rc = self.proc.wait(timeout)

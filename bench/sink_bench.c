@@ -15,8 +15,8 @@
 
 #include <uv.h>
 
-#include "reaper/batch.h"
-#include "reaper/mem.h"
+#include "common/mem.h"
+#include "model/batch.h"
 #include "sinks/sink.h"
 
 #define NFIELDS 20

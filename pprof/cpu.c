@@ -16,10 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/mem.h"
 #include "pprof/pbuild.h"
 #include "pprof/stack.h"
 #include "pprof/threads.h"
-#include "reaper/mem.h"
 
 #ifndef sigev_notify_thread_id
 #define sigev_notify_thread_id _sigev_un._tid

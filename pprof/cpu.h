@@ -15,8 +15,8 @@
 
 #include <stdbool.h>
 
-#include "reaper/buf.h"
-#include "reaper/compiler.h"
+#include "common/buf.h"
+#include "common/compiler.h"
 
 #define RP_CPU_HZ 100
 

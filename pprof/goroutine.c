@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/mem.h"
+#include "common/tasks.h"
 #include "pprof/pbuild.h"
 #include "pprof/sym.h"
-#include "pprof/tasks.h"
 #include "pprof/threads.h"
-#include "reaper/mem.h"
 
 #define MAX_LABELS 10
 

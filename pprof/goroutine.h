@@ -12,8 +12,8 @@
 #ifndef RP_PPROF_GOROUTINE_H
 #define RP_PPROF_GOROUTINE_H
 
-#include "reaper/buf.h"
-#include "reaper/compiler.h"
+#include "common/buf.h"
+#include "common/compiler.h"
 
 /* debug 0: gzip'd profile.proto; 1: Go's aggregated text; 2: one stanza per thread/task. */
 RP_NODISCARD int rp_goroutine_profile(rp_buf *out, int debug);

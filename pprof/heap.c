@@ -18,9 +18,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/mem.h"
 #include "pprof/pbuild.h"
 #include "pprof/stack.h"
-#include "reaper/mem.h"
 
 #define NSLOTS      512
 #define BUCKET_HEAD 4096

@@ -22,8 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "reaper/buf.h"
-#include "reaper/compiler.h"
+#include "common/buf.h"
+#include "common/compiler.h"
 
 #define RP_HEAP_DEFAULT_RATE 524288
 

@@ -15,17 +15,16 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "common/log.h"
+#include "common/mem.h"
+#include "common/tasks.h"
 #include "pprof/cpu.h"
 #include "pprof/goroutine.h"
 #include "pprof/heap.h"
 #include "pprof/httpreq.h"
 #include "pprof/pbuild.h"
 #include "pprof/sym.h"
-#include "pprof/tasks.h"
 #include "pprof/threads.h"
-#include "reaper/connstr.h"
-#include "reaper/log.h"
-#include "reaper/mem.h"
 
 #define BODY_MAX     65536
 #define READ_TIMEOUT 10000 /* ms to receive a request */
@@ -254,8 +253,10 @@ static void build_cmdline(rp_http *h)
             rp_buf_puts(&b, "****");
         else if (strncmp(a, "--pprof-token=", 14) == 0)
             rp_buf_puts(&b, "--pprof-token=****");
+        else if (h->opts.mask_arg)
+            h->opts.mask_arg(a, &b);
         else
-            rp_connstr_mask(a, &b);
+            rp_buf_puts(&b, a);
         if (i + 1 < h->opts.argc)
             rp_buf_putc(&b, '\0');
     }
@@ -488,7 +489,7 @@ static void run_job(conn *c)
 static void on_work(uv_work_t *w)
 {
     conn *c = rp_container_of(w, conn, work);
-    rp_threads_set_role("worker", "pgreaper-work");
+    rp_task_label_thread("worker", "pgreaper-work", NULL, NULL);
     rp_heap_guard_enter(); /* the profiler does not profile itself */
     run_job(c);
     rp_heap_guard_leave();

@@ -16,8 +16,8 @@
 
 #include <uv.h>
 
-#include "reaper/buf.h"
-#include "reaper/compiler.h"
+#include "common/buf.h"
+#include "common/compiler.h"
 
 #define RP_HTTP_MAX_CPU_SECONDS 300
 
@@ -30,6 +30,10 @@ typedef struct rp_http_opts {
     const char *token; /* NULL: no token */
     int argc;
     char **argv; /* for /debug/pprof/cmdline; passwords and the token are masked */
+    /* Appends arg to out with whatever secrets it holds masked (the application passes
+     * its connection-string masker; pprof knows no formats). NULL: argv after a secret
+     * flag and the token are masked, the rest shown as is. */
+    void (*mask_arg)(const char *arg, rp_buf *out);
     rp_http_vars_fn vars;
     void *vars_arg;
 } rp_http_opts;

@@ -12,9 +12,9 @@
 
 #include <zlib.h>
 
+#include "common/mem.h"
 #include "pprof/profile.pb-c.h"
 #include "pprof/sym.h"
-#include "reaper/mem.h"
 
 typedef struct pmap_ent {
     uint64_t key; /* hash or address; slots with val 0 are empty */

@@ -17,8 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "reaper/buf.h"
-#include "reaper/compiler.h"
+#include "common/buf.h"
+#include "common/compiler.h"
 
 typedef struct rp_pbuild rp_pbuild;
 

@@ -7,7 +7,7 @@
 
 #include <libunwind.h>
 
-#include "reaper/compiler.h"
+#include "common/compiler.h"
 
 void rp_stack_init(void)
 {

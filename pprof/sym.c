@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "reaper/mem.h"
+#include "common/mem.h"
 
 typedef struct rp_sym_entry {
     uintptr_t value;

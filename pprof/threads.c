@@ -20,13 +20,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/mem.h"
+#include "common/tasks.h"
 #include "pprof/heap.h"
 #include "pprof/pbuild.h"
-#include "reaper/mem.h"
 
 #define DUMP_SIGNAL      (SIGRTMIN + 3)
 #define DUMP_DEADLINE_MS 1000
-#define MAX_ROLES        4096
 #define MAX_CREATORS     256
 
 typedef struct dump_slot {
@@ -35,12 +35,6 @@ typedef struct dump_slot {
     _Atomic int depth; /* -1 until the handler answered */
     uintptr_t pcs[RP_STACK_MAX];
 } dump_slot;
-
-typedef struct role_ent {
-    _Atomic pid_t tid;
-    const char *role;
-    char source[64], metric[64];
-} role_ent;
 
 typedef struct creator {
     int depth;
@@ -55,7 +49,6 @@ static dump_slot *dump_slots; /* mmap'd, never unmapped: a late handler may stil
 static size_t dump_cap;
 static _Atomic uint32_t dump_gen;
 static sem_t dump_sem;
-static role_ent roles[MAX_ROLES];
 static pthread_mutex_t create_lock = PTHREAD_MUTEX_INITIALIZER;
 static creator creators[MAX_CREATORS];
 static size_t ncreators;
@@ -88,57 +81,14 @@ void rp_threads_init(void)
     sem_init(&dump_sem, 0, 0);
     sigaction(DUMP_SIGNAL, &sa, NULL);
     rp_stack_init();
-    rp_threads_set_role("loop", NULL);
-}
-
-void rp_threads_set_labels(const char *role, const char *name, const char *source,
-                           const char *metric)
-{
-    pid_t tid = gettid();
-    if (name) {
-        char n[16];
-        snprintf(n, sizeof(n), "%s", name);
-        pthread_setname_np(pthread_self(), n);
-    }
-    for (size_t i = 0; i < MAX_ROLES; i++) { /* 0: never used, -1: free again */
-        pid_t cur = atomic_load(&roles[i].tid), seen = cur;
-        if (cur == tid || (cur <= 0 && atomic_compare_exchange_strong(&roles[i].tid, &seen, tid))) {
-            roles[i].role = role;
-            snprintf(roles[i].source, sizeof(roles[i].source), "%s", source ? source : "");
-            snprintf(roles[i].metric, sizeof(roles[i].metric), "%s", metric ? metric : "");
-            return;
-        }
-    }
-}
-
-void rp_threads_set_role(const char *role, const char *name)
-{
-    rp_threads_set_labels(role, name, NULL, NULL);
+    rp_task_label_thread("loop", NULL, NULL, NULL);
 }
 
 static void fill_role(rp_thread_info *t)
 {
-    t->role = "thread";
-    for (size_t i = 0; i < MAX_ROLES; i++) {
-        pid_t cur = atomic_load(&roles[i].tid);
-        if (cur == 0)
-            break;
-        if (cur == t->tid) {
-            t->role = roles[i].role;
-            memcpy(t->source, roles[i].source, sizeof(t->source));
-            memcpy(t->metric, roles[i].metric, sizeof(t->metric));
-            t->source[sizeof(t->source) - 1] = t->metric[sizeof(t->metric) - 1] = '\0';
-            return;
-        }
-    }
-}
-
-static void forget_role(void)
-{
-    pid_t tid = gettid();
-    for (size_t i = 0; i < MAX_ROLES; i++)
-        if (atomic_load(&roles[i].tid) == tid)
-            atomic_store(&roles[i].tid, -1);
+    const char *role =
+        rp_task_thread_labels(t->tid, t->source, sizeof(t->source), t->metric, sizeof(t->metric));
+    t->role = role ? role : "thread";
 }
 
 /* ---- /proc ------------------------------------------------------------------------- */
@@ -313,7 +263,7 @@ typedef struct trampoline {
 static void cleanup_thread(void *arg)
 {
     (void)arg;
-    forget_role();
+    rp_task_forget_thread();
 }
 
 static void *thread_main(void *arg)

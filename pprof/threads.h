@@ -19,17 +19,17 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/buf.h"
+#include "common/compiler.h"
 #include "pprof/stack.h"
-#include "reaper/buf.h"
-#include "reaper/compiler.h"
 
 typedef struct rp_thread_info {
     pid_t tid;
     char name[16];               /* /proc/self/task/TID/comm */
     char state;                  /* R, S, D, T, Z, ... from /proc/self/task/TID/stat */
     char wchan[48];              /* kernel wait point, "" when running */
-    const char *role;            /* set by rp_threads_set_role(), "thread" otherwise */
-    char source[64], metric[64]; /* set by rp_threads_set_labels(), "" otherwise */
+    const char *role;            /* set by rp_task_label_thread(), "thread" otherwise */
+    char source[64], metric[64]; /* ... with these, "" otherwise */
     bool available;              /* false: the thread did not answer in time */
     bool leaf_exact;             /* pcs[0] is an interrupted PC (signal), not a return address */
     int depth;
@@ -37,13 +37,6 @@ typedef struct rp_thread_info {
 } rp_thread_info;
 
 void rp_threads_init(void);
-
-/* Label the calling thread (role must be a static string) and set its name (<= 15 bytes). */
-void rp_threads_set_role(const char *role, const char *name);
-/* The same, with the source and metric the thread works for (copied; full length in the
- * profile's labels, where the 15-byte thread name cannot hold them). */
-void rp_threads_set_labels(const char *role, const char *name, const char *source,
-                           const char *metric);
 
 /* Every thread of the process, the caller's included. Free *out with free(). */
 size_t rp_threads_dump(rp_thread_info **out);

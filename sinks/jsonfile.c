@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "reaper/mem.h"
+#include "common/mem.h"
 #include "sinks/sink.h"
 
 #define FLUSH_AT       (1u << 20)

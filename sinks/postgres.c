@@ -27,11 +27,11 @@
 #include <libpq-fe.h>
 #include <uv.h>
 
-#include "reaper/buf.h"
-#include "reaper/connstr.h"
-#include "reaper/log.h"
-#include "reaper/mem.h"
-#include "reaper/pgconn.h"
+#include "common/buf.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "pgio/connstr.h"
+#include "pgio/pgconn.h"
 #include "sinks/postgres_schema.h"
 #include "sinks/sink.h"
 #include "sinks/spool.h"

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "reaper/mem.h"
+#include "common/mem.h"
 #include "sinks/sink.h"
 
 static const rp_sink_ops *const registry[] = {

@@ -16,9 +16,9 @@
 
 #include <uv.h>
 
-#include "pprof/tasks.h"
-#include "reaper/batch.h"
-#include "reaper/compiler.h"
+#include "common/compiler.h"
+#include "common/tasks.h"
+#include "model/batch.h"
 
 typedef struct rp_sink rp_sink;
 

@@ -18,8 +18,8 @@
 
 #include <zlib.h>
 
-#include "reaper/buf.h"
-#include "reaper/mem.h"
+#include "common/buf.h"
+#include "common/mem.h"
 
 #define SEG_MIN_BYTES (16u << 20)
 

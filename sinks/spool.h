@@ -25,7 +25,7 @@
 
 #include <uv.h>
 
-#include "reaper/compiler.h"
+#include "common/compiler.h"
 
 typedef struct rp_spool rp_spool;
 

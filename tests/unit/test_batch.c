@@ -6,8 +6,8 @@
 
 #include <libpq-fe.h>
 
-#include "reaper/batch.h"
-#include "reaper/buf.h"
+#include "common/buf.h"
+#include "model/batch.h"
 #include "tests/lib/tap.h"
 
 static const char *json_of(rp_buf *b, const rp_batch *batch, size_t row, size_t col)

@@ -10,8 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "reaper/config.h"
-#include "reaper/mem.h"
+#include "common/mem.h"
+#include "config/config.h"
 #include "tests/lib/tap.h"
 
 static const char METRICS[] = "metrics:\n"

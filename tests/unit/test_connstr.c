@@ -4,9 +4,9 @@
  */
 #include <stdlib.h>
 
-#include "reaper/buf.h"
-#include "reaper/connstr.h"
-#include "reaper/mem.h"
+#include "common/buf.h"
+#include "common/mem.h"
+#include "pgio/connstr.h"
 #include "tests/lib/tap.h"
 
 static const char *mask(rp_buf *b, const char *in)

@@ -13,10 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "pprof/heap.h"
 #include "pprof/pbuild.h"
 #include "pprof/profile.pb-c.h"
-#include "reaper/buf.h"
 #include "tests/lib/tap.h"
 
 typedef Perftools__Profiles__Profile Prof;

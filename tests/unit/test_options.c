@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "reaper/buf.h"
-#include "reaper/options.h"
+#include "common/buf.h"
+#include "config/options.h"
 #include "tests/lib/tap.h"
 
 static void test_parse(void)

@@ -10,11 +10,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "pprof/httpreq.h"
 #include "pprof/pbuild.h"
 #include "pprof/profile.pb-c.h"
 #include "pprof/stack.h"
-#include "reaper/buf.h"
 #include "tests/lib/tap.h"
 
 typedef Perftools__Profiles__Profile Prof;

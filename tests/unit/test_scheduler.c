@@ -5,7 +5,7 @@
  */
 #include <stdio.h>
 
-#include "reaper/scheduler.h"
+#include "collect/scheduler.h"
 #include "tests/lib/tap.h"
 
 /* Drive the schedule like the source does: wake at rp_sched_next(), run due metrics. */

@@ -12,7 +12,7 @@
 
 #include <uv.h>
 
-#include "reaper/mem.h"
+#include "common/mem.h"
 #include "sinks/spool.h"
 #include "tests/lib/tap.h"
 

@@ -1,0 +1,634 @@
+/* SPDX-License-Identifier: PostgreSQL
+ *
+ * Orchestration on the loop thread: config load/apply, sources, sinks, signals.
+ * This is the only module besides source.c that logs.
+ */
+#include "app/reaper.h"
+
+#include "rp_config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <uv.h>
+
+#include "collect/permetric.h"
+#include "collect/source.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "common/tasks.h"
+#include "pgio/connstr.h"
+#include "pprof/http.h"
+#include "sinks/sink.h"
+
+typedef struct running {
+    void *src; /* created by the reaper's collector ops */
+    struct rp_reaper *owner;
+    bool stopping;
+    bool in_use;
+} running;
+
+typedef struct rp_reaper {
+    const rp_options *opts;
+    uv_loop_t loop;
+    rp_source_opts sopts;
+    rp_sinks sinks;
+    rp_catalog *cat;
+    rp_source_set *set;
+    uint64_t fingerprint;
+    running **srcs; /* heap cells, so a cell address stays valid as the array grows */
+    size_t nsrcs, cap;
+    size_t live;
+    uv_signal_t sig_hup, sig_term, sig_int;
+    uv_timer_t refresh;
+    uv_prepare_t sink_check;
+    bool shutting_down;
+    rp_source_stats totals;      /* of sources that were stopped */
+    const rp_collector_ops *ops; /* batch or per-metric collectors */
+    rp_http *http;               /* /debug/pprof, NULL when off */
+    rp_task task;                /* the supervisor in the goroutine profile */
+    int argc;
+    char **argv;
+    rp_buf metric_tables; /* the catalogue's storage names, for the PostgreSQL sink */
+} rp_reaper;
+
+/*-------------------------------------------------------------------------
+ * Loading
+ *-------------------------------------------------------------------------
+ */
+
+static void check_conn_strs(const rp_source_set *set, rp_diag *diag)
+{
+    for (size_t i = 0; i < set->nsources; i++) {
+        const rp_source_def *s = &set->sources[i];
+        char err[512];
+        if (s->conn_str && *s->conn_str &&
+            rp_source_check_conn_str(s->conn_str, err, sizeof(err)) < 0)
+            rp_diag_add(diag, &s->conn_str_mark, "source \"%s\": invalid conn_str: %s", s->name,
+                        err);
+    }
+}
+
+int rp_reaper_load(const rp_options *o, rp_catalog **cat_out, rp_source_set **set_out,
+                   rp_diag *diag)
+{
+    rp_catalog *cat = NULL;
+    rp_source_set *set = NULL;
+    diag->lenient = o->allow_unknown_keys;
+    int before = diag->count;
+    /* Keep going after an error so that one run reports every problem. */
+    if (rp_catalog_parse(o->metrics, &cat, diag) == 0 && rp_catalog_validate(cat, diag) < 0)
+        rp_log_debug("metric catalogue is invalid");
+    if (o->sources && rp_sources_parse(o->sources, &set, diag) == 0 && cat) {
+        if (rp_sources_validate(set, cat, diag) < 0)
+            rp_log_debug("sources are invalid");
+        check_conn_strs(set, diag);
+    }
+    for (size_t i = 0; i < o->nsinks; i++) {
+        char err[256];
+        if (rp_sinks_check_uri(o->sinks[i], err, sizeof(err)) < 0)
+            rp_diag_add(diag, NULL, "%s", err);
+    }
+    if (diag->count > before) {
+        rp_catalog_unref(cat);
+        rp_source_set_free(set);
+        return -EINVAL;
+    }
+    *cat_out = cat;
+    *set_out = set;
+    return 0;
+}
+
+/* Cheap change detector for --refresh: names, sizes and mtimes of the config files. */
+static uint64_t fingerprint_files(char **files, size_t n, uint64_t h)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct stat st;
+        memset(&st, 0, sizeof(st));
+        (void)stat(files[i], &st);
+        uint64_t parts[4] = {(uint64_t)st.st_size, (uint64_t)st.st_mtim.tv_sec,
+                             (uint64_t)st.st_mtim.tv_nsec, (uint64_t)st.st_ino};
+        for (const char *p = files[i]; *p; p++)
+            h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+        for (int k = 0; k < 4; k++)
+            h = (h ^ parts[k]) * 1099511628211ULL;
+    }
+    return h;
+}
+
+static uint64_t fingerprint(const rp_catalog *cat, const rp_source_set *set)
+{
+    uint64_t h = 1469598103934665603ULL;
+    if (cat->nfiles && strncmp(cat->files[0], "builtin:", 8) != 0)
+        h = fingerprint_files(cat->files, cat->nfiles, h);
+    return fingerprint_files(set->files, set->nfiles, h);
+}
+
+/* Files of a folder can appear or disappear: include the folder listing's mtime. */
+static uint64_t current_fingerprint(const rp_reaper *r)
+{
+    uint64_t h = fingerprint(r->cat, r->set);
+    const char *paths[2] = {r->opts->sources, r->opts->metrics};
+    for (int i = 0; i < 2; i++) {
+        struct stat st;
+        if (paths[i] && stat(paths[i], &st) == 0 && S_ISDIR(st.st_mode))
+            h = (h ^ (uint64_t)st.st_mtim.tv_nsec ^ (uint64_t)st.st_mtim.tv_sec) * 1099511628211ULL;
+    }
+    return h;
+}
+
+/*-------------------------------------------------------------------------
+ * Sources
+ *-------------------------------------------------------------------------
+ */
+
+static bool group_selected(const rp_options *o, const rp_source_def *d)
+{
+    if (o->ngroups == 0)
+        return true;
+    const char *g = d->group ? d->group : "default";
+    for (size_t i = 0; i < o->ngroups; i++) {
+        if (strcmp(o->groups[i], g) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void shutdown_finish(rp_reaper *r);
+
+static void on_source_closed(void *arg)
+{
+    running *cell = arg;
+    rp_reaper *r = cell->owner;
+    cell->in_use = false;
+    cell->src = NULL;
+    r->live--;
+    if (r->shutting_down && r->live == 0)
+        shutdown_finish(r);
+}
+
+static void stop_source(rp_reaper *r, running *cell, int drain_ms)
+{
+    if (cell->stopping)
+        return;
+    cell->stopping = true;
+    r->ops->stop(cell->src, drain_ms, on_source_closed, cell);
+}
+
+static void start_source(rp_reaper *r, const rp_source_def *def)
+{
+    running *cell = NULL;
+    for (size_t i = 0; i < r->nsrcs && !cell; i++) {
+        if (!r->srcs[i]->in_use)
+            cell = r->srcs[i];
+    }
+    if (!cell) {
+        rp_grow((void **)&r->srcs, &r->cap, r->nsrcs + 1, sizeof(running *));
+        cell = r->srcs[r->nsrcs++] = rp_calloc(1, sizeof(running));
+    }
+    cell->owner = r;
+    cell->in_use = true;
+    cell->stopping = false;
+    cell->src = r->ops->create(&r->sopts, def, r->cat);
+    r->live++;
+    r->ops->start(cell->src);
+}
+
+static running *find_running(rp_reaper *r, const char *name)
+{
+    for (size_t i = 0; i < r->nsrcs; i++) {
+        running *c = r->srcs[i];
+        if (c->in_use && !c->stopping && strcmp(r->ops->name(c->src), name) == 0)
+            return c;
+    }
+    return NULL;
+}
+
+static const rp_source_def *find_def(const rp_source_set *set, const rp_options *o,
+                                     const char *name)
+{
+    for (size_t i = 0; i < set->nsources; i++) {
+        const rp_source_def *d = &set->sources[i];
+        if (d->is_enabled && group_selected(o, d) && strcmp(d->name, name) == 0)
+            return d;
+    }
+    return NULL;
+}
+
+/* Diff the running sources against set/cat (already validated) and converge. */
+static void apply_config(rp_reaper *r, rp_catalog *cat, rp_source_set *set)
+{
+    rp_catalog *old_cat = r->cat;
+    rp_source_set *old_set = r->set;
+    r->cat = cat;
+    r->set = set;
+    int drain = r->opts->shutdown_timeout_s * 1000;
+    size_t added = 0, removed = 0, restarted = 0;
+    for (size_t i = 0; i < r->nsrcs; i++) {
+        running *c = r->srcs[i];
+        if (!c->in_use || c->stopping)
+            continue;
+        const rp_source_def *d = find_def(set, r->opts, r->ops->name(c->src));
+        if (!d) {
+            stop_source(r, c, drain);
+            removed++;
+        } else if (!rp_source_def_same_connection(r->ops->def_of(c->src), d)) {
+            stop_source(r, c, drain);
+            restarted++;
+        } else {
+            r->ops->update(c->src, d, cat);
+        }
+    }
+    for (size_t i = 0; i < set->nsources; i++) {
+        const rp_source_def *d = &set->sources[i];
+        if (!d->is_enabled || !group_selected(r->opts, d) || find_running(r, d->name))
+            continue;
+        start_source(r, d);
+        added++;
+    }
+    added -= restarted < added ? restarted : added;
+    if (old_cat)
+        rp_log_info("configuration applied: %zu sources running, %zu added, %zu removed, "
+                    "%zu restarted",
+                    r->live - removed - restarted, added, removed, restarted);
+    rp_catalog_unref(old_cat);
+    rp_source_set_free(old_set);
+    r->fingerprint = current_fingerprint(r);
+}
+
+static void log_diag(rp_log_level level, const rp_diag *d)
+{
+    const char *p = d->text.data ? d->text.data : "";
+    while (*p) {
+        size_t n = strcspn(p, "\n");
+        rp_log_at(level, NULL, NULL, NULL, "%.*s", (int)n, p);
+        p += n + (p[n] == '\n');
+    }
+}
+
+static void reload(rp_reaper *r, const char *why)
+{
+    rp_diag diag;
+    rp_diag_init(&diag);
+    rp_catalog *cat;
+    rp_source_set *set;
+    if (rp_reaper_load(r->opts, &cat, &set, &diag) < 0) {
+        rp_log_error("could not reload configuration (%s): keeping the running configuration", why);
+        log_diag(RP_LOG_ERROR, &diag);
+        rp_diag_fini(&diag);
+        r->fingerprint = current_fingerprint(r); /* do not repeat until the files change again */
+        return;
+    }
+    if (diag.text.len)
+        log_diag(RP_LOG_WARN, &diag);
+    rp_diag_fini(&diag);
+    rp_log_info("reloading configuration (%s)", why);
+    apply_config(r, cat, set);
+}
+
+/*-------------------------------------------------------------------------
+ * Loop callbacks
+ *-------------------------------------------------------------------------
+ */
+
+/* Once per loop iteration: log a sink starting or stopping to fail (transitions only). */
+static void on_sink_check(uv_prepare_t *h)
+{
+    rp_reaper *r = h->data;
+    for (size_t i = 0; i < r->sinks.n; i++) {
+        rp_sink *k = r->sinks.v[i];
+        if (k->failing == k->failing_reported)
+            continue;
+        if (k->failing) {
+            rp_log_error("%s", k->last_error);
+            k->dropped_at_failure = k->stats.rows_dropped;
+        } else {
+            rp_log_info("sink \"%s\" works again; %llu rows could not be written while it "
+                        "failed",
+                        k->uri,
+                        (unsigned long long)(k->stats.rows_dropped - k->dropped_at_failure));
+        }
+        k->failing_reported = k->failing;
+    }
+}
+
+static void on_refresh(uv_timer_t *t)
+{
+    rp_reaper *r = t->data;
+    if (current_fingerprint(r) != r->fingerprint)
+        reload(r, "configuration files changed");
+}
+
+static void begin_shutdown(rp_reaper *r, const char *signame)
+{
+    if (r->shutting_down) {
+        rp_log_info("received %s: shutdown already in progress", signame);
+        return;
+    }
+    r->shutting_down = true;
+    rp_task_set_state(&r->task, "draining sources");
+    rp_log_info("received %s: shutting down", signame);
+    uv_timer_stop(&r->refresh);
+    uv_signal_stop(&r->sig_hup);
+    int drain = r->opts->shutdown_timeout_s * 1000;
+    for (size_t i = 0; i < r->nsrcs; i++) {
+        if (r->srcs[i]->in_use)
+            stop_source(r, r->srcs[i], drain);
+    }
+    if (r->live == 0)
+        shutdown_finish(r);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    rp_reaper *r = h->data;
+    if (signum == SIGHUP)
+        reload(r, "SIGHUP");
+    else
+        begin_shutdown(r, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void log_summary(const rp_reaper *r)
+{
+    const rp_source_stats *t = &r->totals;
+    const rp_sink_stats *k = &r->sinks.totals;
+    uint64_t sink_rows = k->rows, sink_written = k->rows_written, sink_dropped = k->rows_dropped;
+    rp_log_info("summary: ticks=%llu skipped_ticks=%llu pipelines=%llu queries=%llu "
+                "fetches_ok=%llu fetch_errors=%llu rows=%llu values=%llu connects=%llu "
+                "connect_failures=%llu disconnects=%llu session_resets=%llu "
+                "results_over_cap=%llu fetches_discarded=%llu sink_rows=%llu "
+                "sink_rows_written=%llu sink_rows_dropped=%llu",
+                (unsigned long long)t->ticks, (unsigned long long)t->skipped_ticks,
+                (unsigned long long)t->pipelines, (unsigned long long)t->queries,
+                (unsigned long long)t->fetches_ok, (unsigned long long)t->fetch_errors,
+                (unsigned long long)t->rows, (unsigned long long)t->values,
+                (unsigned long long)t->connects, (unsigned long long)t->connect_failures,
+                (unsigned long long)t->disconnects, (unsigned long long)t->session_resets,
+                (unsigned long long)t->results_over_cap, (unsigned long long)t->fetches_discarded,
+                (unsigned long long)sink_rows, (unsigned long long)sink_written,
+                (unsigned long long)sink_dropped);
+    rp_log_info("summary: sink_rows_unknown=%llu sink_copies_resolved=%llu "
+                "sink_rows_replayed=%llu sink_rows_spooled=%llu",
+                (unsigned long long)k->rows_unknown, (unsigned long long)k->copies_resolved,
+                (unsigned long long)k->rows_replayed, (unsigned long long)k->rows_spooled_at_exit);
+    rp_log_info("summary: sink_batches=%llu sink_bytes=%llu sink_writes=%llu "
+                "sink_write_ms_avg=%.1f sink_write_ms_max=%.1f sink_reconnects=%llu "
+                "sink_write_errors=%llu",
+                (unsigned long long)k->batches, (unsigned long long)k->bytes,
+                (unsigned long long)k->flushes,
+                k->flushes ? (double)k->flush_us_total / (double)k->flushes / 1000.0 : 0.0,
+                (double)k->flush_us_max / 1000.0, (unsigned long long)k->reconnects,
+                (unsigned long long)k->write_errors);
+    rp_buf b = RP_BUF_INIT;
+    for (int i = 0; i < 16; i++)
+        rp_buf_printf(&b, "%s%llu", i ? "," : "", (unsigned long long)t->lateness_ms_hist[i]);
+    rp_log_info("summary: tick lateness histogram (ms buckets 0,1,2,4,...,16384+): %s", b.data);
+    rp_buf_fini(&b);
+}
+
+static void on_sinks_closed(void *arg)
+{
+    rp_reaper *r = arg;
+    log_summary(r); /* after the sinks wrote what they could: their final counters */
+    uv_close((uv_handle_t *)&r->sig_hup, NULL);
+    uv_close((uv_handle_t *)&r->sig_term, NULL);
+    uv_close((uv_handle_t *)&r->sig_int, NULL);
+    uv_close((uv_handle_t *)&r->refresh, NULL);
+    uv_close((uv_handle_t *)&r->sink_check, NULL);
+}
+
+static void shutdown_finish(rp_reaper *r)
+{
+    (void)rp_sinks_flush(&r->sinks);
+    /* Sinks free themselves as they finish closing, some later than others: nothing may
+     * look at the sink array from now on. */
+    uv_prepare_stop(&r->sink_check);
+    if (r->http)
+        rp_http_close(r->http, NULL, NULL);
+    r->http = NULL;
+    rp_task_set_state(&r->task, "closing sinks");
+    rp_sinks_close(&r->sinks, on_sinks_closed, r);
+}
+
+/*-------------------------------------------------------------------------
+ * /debug/vars and the pprof listener
+ *-------------------------------------------------------------------------
+ */
+
+static void vars_sources(rp_reaper *r, rp_buf *b)
+{
+    rp_source_stats t = r->totals;
+    rp_buf_puts(b, "\"sources\": {");
+    const char *sep = "";
+    for (size_t i = 0; i < r->nsrcs; i++) {
+        const running *cell = r->srcs[i];
+        if (!cell->in_use || !cell->src)
+            continue;
+        const rp_source_stats *s = r->ops->stats(cell->src);
+        rp_source_stats_add(&t, s);
+        rp_buf_puts(b, sep);
+        rp_buf_json_str(b, r->ops->name(cell->src), strlen(r->ops->name(cell->src)));
+        rp_buf_printf(b,
+                      ": {\"state\": \"%s\", \"ticks\": %llu, \"fetches_ok\": %llu, "
+                      "\"fetch_errors\": %llu, \"rows\": %llu}",
+                      r->ops->state(cell->src), (unsigned long long)s->ticks,
+                      (unsigned long long)s->fetches_ok, (unsigned long long)s->fetch_errors,
+                      (unsigned long long)s->rows);
+        sep = ", ";
+    }
+    rp_buf_printf(b,
+                  "},\n\"reaper\": {\"mode\": \"%s\", \"sources_live\": %zu, \"ticks\": %llu, "
+                  "\"skipped_ticks\": %llu, \"pipelines\": %llu, \"queries\": %llu, "
+                  "\"fetches_ok\": %llu, \"fetch_errors\": %llu, \"rows\": %llu, "
+                  "\"values\": %llu, \"connects\": %llu, \"connect_failures\": %llu, "
+                  "\"disconnects\": %llu, \"session_resets\": %llu, "
+                  "\"results_over_cap\": %llu, \"fetches_discarded\": %llu, "
+                  "\"lateness_ms_hist\": [",
+                  r->ops->mode, r->live, (unsigned long long)t.ticks,
+                  (unsigned long long)t.skipped_ticks, (unsigned long long)t.pipelines,
+                  (unsigned long long)t.queries, (unsigned long long)t.fetches_ok,
+                  (unsigned long long)t.fetch_errors, (unsigned long long)t.rows,
+                  (unsigned long long)t.values, (unsigned long long)t.connects,
+                  (unsigned long long)t.connect_failures, (unsigned long long)t.disconnects,
+                  (unsigned long long)t.session_resets, (unsigned long long)t.results_over_cap,
+                  (unsigned long long)t.fetches_discarded);
+    for (int i = 0; i < 16; i++)
+        rp_buf_printf(b, "%s%llu", i ? ", " : "", (unsigned long long)t.lateness_ms_hist[i]);
+    rp_buf_puts(b, "]},\n");
+}
+
+static void vars_sinks(rp_reaper *r, rp_buf *b)
+{
+    rp_sink_stats k = r->sinks.totals;
+    for (size_t i = 0; !r->shutting_down && i < r->sinks.n; i++) {
+        rp_sink_stats_add(&k, &r->sinks.v[i]->stats);
+    }
+    rp_buf_printf(b,
+                  "\"sinks\": {\"count\": %zu, \"batches\": %llu, \"rows\": %llu, \"bytes\": %llu, "
+                  "\"rows_written\": %llu, \"rows_dropped\": %llu, \"rows_unacked\": %llu, "
+                  "\"rows_unknown\": %llu, \"copies_resolved\": %llu, \"write_errors\": %llu, "
+                  "\"writes\": %llu, \"buffered_bytes\": %llu, \"reconnects\": %llu},\n",
+                  r->sinks.n, (unsigned long long)k.batches, (unsigned long long)k.rows,
+                  (unsigned long long)k.bytes, (unsigned long long)k.rows_written,
+                  (unsigned long long)k.rows_dropped, (unsigned long long)k.rows_unacked,
+                  (unsigned long long)k.rows_unknown, (unsigned long long)k.copies_resolved,
+                  (unsigned long long)k.write_errors, (unsigned long long)k.flushes,
+                  (unsigned long long)k.buffered_bytes, (unsigned long long)k.reconnects);
+}
+
+static void vars_cb(void *arg, rp_buf *b)
+{
+    rp_reaper *r = arg;
+    vars_sources(r, b);
+    vars_sinks(r, b);
+}
+
+static int start_pprof(rp_reaper *r)
+{
+    const char *addr = r->opts->pprof_addr ? r->opts->pprof_addr
+                       : r->opts->pprof    ? "127.0.0.1:6060"
+                                           : NULL;
+    if (!addr)
+        return 0;
+    rp_http_opts ho = {.addr = addr,
+                       .allow_remote = r->opts->pprof_allow_remote,
+                       .token = r->opts->pprof_token,
+                       .argc = r->argc,
+                       .argv = r->argv,
+                       .mask_arg = rp_connstr_mask,
+                       .vars = vars_cb,
+                       .vars_arg = r};
+    char err[512];
+    if (rp_http_start(&r->loop, &ho, &r->http, err, sizeof(err)) < 0) {
+        rp_log_error("%s", err);
+        return -EINVAL;
+    }
+    rp_log_info("pprof: serving /debug/pprof and /debug/vars on %s (port %d)%s", addr,
+                rp_http_port(r->http), r->opts->pprof_token ? ", token required" : "");
+    return 0;
+}
+
+/*-------------------------------------------------------------------------
+ * Run
+ *-------------------------------------------------------------------------
+ */
+
+/* The one place where collectors meet the sinks. */
+static void emit_to_sinks(void *arg, const rp_batch *b)
+{
+    rp_sinks_write(arg, b);
+}
+
+static int init_loop(rp_reaper *r)
+{
+    char err[512];
+    if (start_pprof(r) < 0)
+        return -EINVAL;
+    rp_sink_opts so = {
+        .batching_delay_ms = r->opts->batching_delay_ms,
+        .buffer_bytes = r->opts->sink_buffer_bytes,
+        .spool_dir = r->opts->sink_spool,
+        .partition_ms = r->opts->partition_interval_ms,
+        .retention_ms = r->opts->retention_ms,
+        .maintenance_ms = r->opts->maintenance_interval_ms,
+        .shutdown_timeout_ms = (int64_t)r->opts->shutdown_timeout_s * 1000,
+        .connect_timeout_ms = (int64_t)r->opts->connect_timeout_s * 1000,
+        .metric_tables = r->metric_tables.data,
+    };
+    if (rp_sinks_open(&r->sinks, (const char *const *)r->opts->sinks, r->opts->nsinks, &r->loop,
+                      &so, err, sizeof(err)) < 0) {
+        rp_log_error("could not open sink: %s", err);
+        if (r->http)
+            rp_http_close(r->http, NULL, NULL);
+        r->http = NULL;
+        return -EINVAL;
+    }
+    r->sopts.loop = &r->loop;
+    r->sopts.emit = emit_to_sinks;
+    r->sopts.emit_arg = &r->sinks;
+    r->sopts.statement_timeout_ms = r->opts->statement_timeout_s * 1000;
+    r->sopts.connect_timeout_ms = r->opts->connect_timeout_s * 1000;
+    r->sopts.runtime_refresh_ms = 60000;
+    r->sopts.interval_scale = r->opts->interval_scale;
+    r->sopts.no_prepared = r->opts->no_prepared;
+    r->sopts.tcp_cork = !r->opts->no_tcp_cork;
+    r->sopts.libpq_trace_dir = r->opts->libpq_trace;
+    r->sopts.retired = &r->totals;
+    r->sopts.max_conns = r->opts->max_conns_per_db;
+    r->sopts.result_max_rows = r->opts->result_max_rows;
+    r->sopts.result_max_bytes = r->opts->result_max_bytes;
+    uv_signal_init(&r->loop, &r->sig_hup);
+    uv_signal_init(&r->loop, &r->sig_term);
+    uv_signal_init(&r->loop, &r->sig_int);
+    r->sig_hup.data = r->sig_term.data = r->sig_int.data = r;
+    uv_signal_start(&r->sig_hup, on_signal, SIGHUP);
+    uv_signal_start(&r->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&r->sig_int, on_signal, SIGINT);
+    uv_timer_init(&r->loop, &r->refresh);
+    r->refresh.data = r;
+    if (r->opts->refresh_s > 0)
+        uv_timer_start(&r->refresh, on_refresh, (uint64_t)r->opts->refresh_s * 1000,
+                       (uint64_t)r->opts->refresh_s * 1000);
+    uv_prepare_init(&r->loop, &r->sink_check);
+    r->sink_check.data = r;
+    uv_prepare_start(&r->sink_check, on_sink_check);
+    return 0;
+}
+
+int rp_reaper_run(const rp_options *o, int argc, char **argv)
+{
+    rp_reaper r;
+    memset(&r, 0, sizeof(r));
+    r.opts = o;
+    r.argc = argc;
+    r.argv = argv;
+    r.ops = o->per_metric ? &rp_permetric_ops : &rp_source_ops;
+    rp_diag diag;
+    rp_diag_init(&diag);
+    rp_catalog *cat;
+    rp_source_set *set;
+    if (rp_reaper_load(o, &cat, &set, &diag) < 0) {
+        fputs(diag.text.data, stderr);
+        rp_diag_fini(&diag);
+        return 1;
+    }
+    if (diag.text.len)
+        fputs(diag.text.data, stderr);
+    rp_diag_fini(&diag);
+    signal(SIGPIPE, SIG_IGN);
+    for (size_t i = 0; i < cat->nmetrics; i++) {
+        const rp_metric_def *m = &cat->metrics[i];
+        rp_buf_printf(&r.metric_tables, "%s%s", i ? "\n" : "",
+                      m->storage_name ? m->storage_name : m->name);
+    }
+    uv_loop_init(&r.loop);
+    int init_rc = init_loop(&r);
+    rp_buf_fini(&r.metric_tables); /* the sinks keep their own copy */
+    if (init_rc < 0) {
+        rp_catalog_unref(cat);
+        rp_source_set_free(set);
+        uv_run(&r.loop, UV_RUN_DEFAULT); /* completes the closes of sinks opened so far */
+        (void)uv_loop_close(&r.loop);
+        return 1;
+    }
+    rp_log_info("pgreaper %s starting: %zu sources configured, %zu metrics, %zu presets",
+                RP_VERSION, set->nsources, cat->nmetrics, cat->npresets);
+    rp_task_register(&r.task, "supervisor", "pgreaper", NULL);
+    rp_task_set_state(&r.task, "running");
+    apply_config(&r, cat, set);
+    uv_run(&r.loop, UV_RUN_DEFAULT);
+    rp_task_unregister(&r.task);
+    for (size_t i = 0; i < r.nsrcs; i++)
+        rp_free(r.srcs[i]);
+    rp_free(r.srcs);
+    rp_catalog_unref(r.cat);
+    rp_source_set_free(r.set);
+    int rc = uv_loop_close(&r.loop);
+    if (rc != 0)
+        rp_log_error("event loop closed with open handles: %s", uv_strerror(rc));
+    rp_log_info("pgreaper stopped");
+    return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,1677 @@
+/* SPDX-License-Identifier: PostgreSQL
+ *
+ * The source reaper state machine.
+ *
+ *   IDLE --start--> RESOLVING --addresses--> CONNECTING --ok--> BUSY (runtime info)
+ *   BUSY --all results read--> READY --tick due--> BUSY (one pipeline) --> READY ...
+ *   any failure --> BACKOFF --timer--> RESOLVING
+ *   stop: BUSY --> DRAINING --done or deadline--> CLOSING; other states --> CLOSING
+ *
+ * uv callbacks only translate their event and call step(); each state has one handler.
+ * Only set_state() writes src->state. The object is freed in its last close callback.
+ */
+#include "collect/source.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+#include <uv.h>
+
+#include "collect/scheduler.h"
+#include "common/buf.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "common/tasks.h"
+#include "model/batch.h"
+#include "pgio/connstr.h"
+#include "pgio/pgconn.h"
+
+#define BACKOFF_MIN_MS     1000
+#define BACKOFF_MAX_MS     60000
+#define ERROR_RELOG_MS     (10 * 60 * 1000)
+#define SKIP_MS            (10 * 60 * 1000) /* a metric the server cannot run */
+#define BATCH_GRACE_MS     10000
+#define INSTANCE_UP_METRIC "instance_up"
+#define YIELD_NS           (2 * 1000000ULL) /* reading a result yields to the loop this often */
+#define GUARD_DIVISOR      16 /* a result above 1/16 of a cap is read row by row next time */
+
+typedef enum rp_source_state {
+    RP_SOURCE_IDLE = 0,   /* created; waits for rp_source_start() */
+    RP_SOURCE_RESOLVING,  /* waits for uv_getaddrinfo of host[resolve_idx] */
+    RP_SOURCE_CONNECTING, /* waits for socket readiness asked by PQconnectPoll; deadline */
+    RP_SOURCE_BUSY,       /* a pipeline is in flight: flush and read results; deadline */
+    RP_SOURCE_READY,      /* connected and idle: tick timer armed, socket watched */
+    RP_SOURCE_BACKOFF,    /* waits to reconnect */
+    RP_SOURCE_DRAINING,   /* stop requested while BUSY: finish the batch, deadline */
+    RP_SOURCE_CLOSING,    /* handles closing; freed in the last close callback */
+} rp_source_state;
+
+static const char *const state_names[] = {"idle",  "resolving", "connecting", "busy",
+                                          "ready", "backoff",   "draining",   "closing"};
+
+typedef enum rp_event {
+    EV_IO,       /* socket readiness in src->io_events */
+    EV_IO_ERROR, /* poll reported an error */
+    EV_DEADLINE, /* the state's deadline passed (io_timer) */
+    EV_RESOLVED, /* uv_getaddrinfo finished (src->resolve_status) */
+    EV_RESUME,   /* continue reading after a yield (yield_timer) */
+} rp_event;
+
+typedef enum item_kind {
+    ITEM_SET_TIMEOUT,
+    ITEM_PREPARE,
+    ITEM_QUERY,
+    ITEM_RUNTIME,
+    ITEM_DEALLOCATE,
+    ITEM_PROBE, /* the session check after a metric's first run on a connection */
+    ITEM_SYNC,
+} item_kind;
+
+typedef struct item {
+    item_kind kind;
+    int slot; /* metric slot for PREPARE, QUERY and PROBE; the slots are only replaced
+               * between pipelines (see apply_pending), so the index stays valid */
+} item;
+
+/* One metric as this connection runs it. */
+typedef struct slot {
+    const rp_metric_def *def; /* borrowed from src->cat */
+    int interval_s;
+    const char *sql; /* for the server version; NULL: nothing to run */
+    char stmt_name[24];
+    bool prepared;
+    bool no_sql_logged;
+    bool failing;        /* last run failed (for transition logging) */
+    bool is_instance_up; /* produced by pgreaper itself, no SQL */
+    uint64_t err_hash;
+    uint64_t err_logged_at;
+    int64_t fetch_time_ns;
+    uint64_t skip_until; /* loop ms: left out until then (see metric_unavailable) */
+    bool offender;       /* changed the session or is no query: left out until its SQL changes */
+    bool probed;         /* the session was checked after a run on this connection */
+    bool shape_ok;       /* column names checked for this statement */
+    bool sized;          /* a result of this SQL was seen; read whole while it stays small */
+    uint64_t last_rows, last_bytes; /* of the last complete result */
+} slot;
+
+struct rp_source {
+    rp_source_state state;
+    rp_task task; /* in the goroutine profile */
+    const rp_source_opts *opts;
+    rp_source_def def;
+    rp_catalog *cat;
+    char *masked_conn; /* conn_str with passwords masked, for messages */
+
+    rp_pgconn_params params; /* conn_str split up, with resolved addresses */
+    bool params_loaded;
+    size_t resolve_idx;
+    int resolve_status;
+    bool resolving;
+    uv_getaddrinfo_t resolver;
+
+    PGconn *conn;
+    FILE *trace;
+    rp_pgconn_watch watch; /* the poll handle on the connection's socket */
+    int io_events;
+    bool is_tcp;
+    uv_timer_t tick_timer;
+    uv_timer_t io_timer;
+    unsigned pending_closes;
+
+    /* server facts from the runtime query */
+    int server_version;
+    bool in_recovery;
+    bool role_known;
+    bool is_superuser;
+    char sysid[32];
+    char dbname[64];
+    int runtime_variant; /* 0: with system identifier; 1: without (no privilege) */
+    uint64_t runtime_due;
+
+    /* plan and schedule */
+    slot *slots;
+    size_t nslots;
+    rp_sched sched;
+    size_t *due;
+    item *items;
+    size_t nitems, cap_items, cur_item;
+    int cur_timeout_ms; /* statement_timeout on the connection; -1 unknown */
+    unsigned stmt_gen;
+    char (*stale)[24]; /* prepared statements to DEALLOCATE in the next pipeline */
+    size_t nstale, cap_stale;
+    int null_streak;
+    bool standby_blocked_logged;
+
+    /* changes that wait for the batch boundary (see apply_pending) */
+    rp_source_def next_def;
+    rp_catalog *next_cat; /* non-NULL: next_def and next_cat wait */
+    bool plan_dirty;      /* the runtime query changed role or version */
+    char reset_why[200];  /* non-empty: reconnect after this batch */
+    bool tainted;         /* a metric of this pipeline changed the session: later results are
+                           * discarded (counted), they may carry that change */
+
+    /* the result being read (ITEM_QUERY) */
+    bool single_set; /* single-row mode was decided for the current item */
+    bool single;     /* ... and is on */
+    rp_buf arena;    /* values of the rows kept so far, NUL-terminated */
+    rp_cell *cells;  /* one per value kept: where it is in arena */
+    size_t ncells, cap_cells;
+    size_t nrows;                   /* rows kept */
+    uint64_t seen_rows, seen_bytes; /* of the current result, kept or not */
+    bool over_cap;
+    uv_timer_t yield_timer; /* resumes reading after a yield */
+
+    int backoff_ms;
+    bool down_logged;
+    bool was_connected;
+    char last_error[256];
+    int drain_ms;
+    rp_source_closed_cb closed_cb;
+    void *closed_arg;
+    rp_source_stats stats;
+};
+
+static void step(rp_source *src, rp_event ev);
+static void enter_resolving(rp_source *src);
+static void enter_connecting(rp_source *src);
+static void enter_ready(rp_source *src);
+static void enter_backoff(rp_source *src, const char *why);
+static void enter_closing(rp_source *src);
+static void send_pipeline(rp_source *src, const size_t *due, size_t ndue, bool runtime);
+
+/*-------------------------------------------------------------------------
+ * Small helpers
+ *-------------------------------------------------------------------------
+ */
+
+static int64_t wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static uint64_t now_ms(const rp_source *src)
+{
+    return uv_now(src->opts->loop);
+}
+
+static void set_state(rp_source *src, rp_source_state next)
+{
+    if (src->state == next)
+        return;
+    rp_log_at(RP_LOG_DEBUG, src->def.name, NULL, NULL, "state %s -> %s", state_names[src->state],
+              state_names[next]);
+    rp_assert(src->state != RP_SOURCE_CLOSING);
+    src->state = next;
+    rp_task_set_state(&src->task, state_names[next]);
+    uv_timer_stop(&src->io_timer);
+}
+
+static void on_io_timer(uv_timer_t *t);
+
+static void arm_deadline(rp_source *src, uint64_t ms)
+{
+    uv_timer_start(&src->io_timer, on_io_timer, ms, 0);
+}
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+/* libpq's error text (passwords scrubbed) into src->last_error. */
+static const char *conn_error(rp_source *src)
+{
+    return rp_pgconn_error(src->conn, src->def.conn_str, src->last_error, sizeof(src->last_error));
+}
+
+/*-------------------------------------------------------------------------
+ * uv callbacks: translate and step
+ *-------------------------------------------------------------------------
+ */
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    rp_source *src = h->data;
+    src->io_events = events;
+    step(src, status < 0 ? EV_IO_ERROR : EV_IO);
+}
+
+static void on_io_timer(uv_timer_t *t)
+{
+    step(t->data, EV_DEADLINE);
+}
+
+static void on_yield_timer(uv_timer_t *t)
+{
+    rp_source *src = t->data;
+    src->io_events = 0; /* nothing new to read: libpq holds what is left */
+    step(src, EV_RESUME);
+}
+
+static void on_tick_timer(uv_timer_t *t);
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    rp_source *src = req->data;
+    src->resolving = false;
+    src->resolve_status = status;
+    if (status == 0)
+        rp_pgconn_set_addr(&src->params, src->resolve_idx, res);
+    uv_freeaddrinfo(res);
+    if (src->state == RP_SOURCE_CLOSING) {
+        if (--src->pending_closes == 0)
+            enter_closing(src); /* completes the free */
+        return;
+    }
+    step(src, EV_RESOLVED);
+}
+
+/*-------------------------------------------------------------------------
+ * Socket watching
+ *-------------------------------------------------------------------------
+ */
+
+static void on_poll_closed(uv_handle_t *h)
+{
+    rp_source *src = h->data;
+    rp_free(h);
+    if (src && --src->pending_closes == 0 && src->state == RP_SOURCE_CLOSING)
+        enter_closing(src);
+}
+
+static void unwatch(rp_source *src)
+{
+    rp_pgconn_watch_stop(&src->watch);
+}
+
+static int watch(rp_source *src, int events)
+{
+    return rp_pgconn_watch_set(&src->watch, src->conn, events);
+}
+
+/* Forget the rows kept for the current item; a large arena is given back. */
+static void drop_rows(rp_source *src)
+{
+    src->nrows = src->ncells = 0;
+    if (src->arena.cap > (1u << 20)) {
+        rp_buf_fini(&src->arena);
+        rp_free(src->cells);
+        src->cells = NULL;
+        src->cap_cells = 0;
+    }
+    rp_buf_reset(&src->arena);
+}
+
+static void disconnect(rp_source *src)
+{
+    unwatch(src);
+    if (src->conn) {
+        PQfinish(src->conn);
+        src->conn = NULL;
+    }
+    if (src->trace) {
+        fclose(src->trace);
+        src->trace = NULL;
+    }
+    for (size_t i = 0; i < src->nslots; i++) {
+        src->slots[i].prepared = false;
+        src->slots[i].probed = false;
+        src->slots[i].shape_ok = false;
+    }
+    drop_rows(src);
+    src->single_set = false;
+    uv_timer_stop(&src->yield_timer);
+    src->cur_timeout_ms = -1;
+    src->nitems = src->cur_item = 0;
+    src->nstale = 0; /* the server forgot them with the connection */
+}
+
+/*-------------------------------------------------------------------------
+ * Measurements pgreaper makes itself
+ *-------------------------------------------------------------------------
+ */
+
+void rp_source_write_up(const rp_source_opts *opts, const rp_source_def *def, bool up, int64_t t)
+{
+    static const rp_column cols[] = {{"epoch_ns", RP_COL_TIME, RP_VAL_INT},
+                                     {INSTANCE_UP_METRIC, RP_COL_FIELD, RP_VAL_INT}};
+    char ts[24];
+    snprintf(ts, sizeof(ts), "%lld", (long long)t);
+    const char *vals[2] = {ts, up ? "1" : "0"};
+    rp_batch b;
+    rp_batch_init_values(&b, cols, 2, 1, vals);
+    b.source = def->name;
+    b.metric = b.storage = INSTANCE_UP_METRIC;
+    b.fetch_time_ns = t;
+    b.custom_tags = def->custom_tags;
+    b.ncustom_tags = def->ncustom_tags;
+    opts->emit(opts->emit_arg, &b);
+    rp_batch_fini(&b);
+}
+
+size_t rp_source_write_batch(const rp_source_opts *opts, const rp_source_def *def,
+                             const rp_metric_def *metric, rp_batch *b, int64_t t)
+{
+    b->source = def->name;
+    b->metric = metric->name;
+    b->storage = metric->storage_name ? metric->storage_name : metric->name;
+    b->fetch_time_ns = t;
+    b->custom_tags = def->custom_tags;
+    b->ncustom_tags = def->ncustom_tags;
+    if (b->nrows > 0)
+        opts->emit(opts->emit_arg, b);
+    return b->nrows * b->ncols;
+}
+
+size_t rp_source_write_rows(const rp_source_opts *opts, const rp_source_def *def,
+                            const rp_metric_def *metric, const struct pg_result *res, int64_t t)
+{
+    rp_batch b;
+    rp_batch_init_result(&b, res);
+    size_t values = rp_source_write_batch(opts, def, metric, &b, t);
+    rp_batch_fini(&b);
+    return values;
+}
+
+static void emit_instance_up(rp_source *src, bool up)
+{
+    rp_source_write_up(src->opts, &src->def, up, wall_ns());
+}
+
+/*-------------------------------------------------------------------------
+ * Plan: which metrics run, with which SQL, on which schedule
+ *-------------------------------------------------------------------------
+ */
+
+static bool collecting_blocked(const rp_source *src)
+{
+    return src->def.only_if_master && src->role_known && src->in_recovery;
+}
+
+static void choose_sql(rp_source *src, slot *sl)
+{
+    if (!src->role_known) { /* the server version is not known yet */
+        sl->sql = NULL;
+        return;
+    }
+    const char *sql = sl->is_instance_up ? NULL : rp_metric_sql_for(sl->def, src->server_version);
+    if (sl->sql && sql && strcmp(sl->sql, sql) == 0) {
+        sl->sql = sql; /* same text: keep the prepared statement */
+        return;
+    }
+    sl->sql = sql;
+    sl->prepared = sl->probed = sl->shape_ok = sl->sized = sl->offender = false;
+    snprintf(sl->stmt_name, sizeof(sl->stmt_name), "rp_%u", ++src->stmt_gen);
+    if (!sql && !sl->no_sql_logged && !sl->is_instance_up) {
+        rp_log_at(RP_LOG_WARN, src->def.name, sl->def->name, NULL,
+                  "metric has no SQL for server version %d: skipped", src->server_version);
+        sl->no_sql_logged = true;
+    }
+}
+
+static const slot *find_slot(const slot *v, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(v[i].def->name, name) == 0)
+            return &v[i];
+    }
+    return NULL;
+}
+
+static void add_stale(rp_source *src, const char *name)
+{
+    rp_grow((void **)&src->stale, &src->cap_stale, src->nstale + 1, sizeof(*src->stale));
+    snprintf(src->stale[src->nstale++], sizeof(*src->stale), "%s", name);
+}
+
+/* Prepared statements of the old slots that no new slot uses any more. */
+static void collect_stale(rp_source *src, const slot *old, size_t nold)
+{
+    for (size_t i = 0; i < nold; i++) {
+        if (!old[i].prepared)
+            continue;
+        bool used = false;
+        for (size_t j = 0; j < src->nslots && !used; j++)
+            used = src->slots[j].prepared && strcmp(src->slots[j].stmt_name, old[i].stmt_name) == 0;
+        if (!used)
+            add_stale(src, old[i].stmt_name);
+    }
+}
+
+/* Recompute the slots from def, cat and the server's role; keeps prepared statements
+ * whose SQL did not change and the deadlines of metrics whose interval did not change.
+ * Returns whether the set of metrics, an interval or an SQL text changed. */
+static bool rebuild_plan(rp_source *src)
+{
+    rp_plan_entry *plan = NULL;
+    size_t n = 0;
+    if (!collecting_blocked(src))
+        n = rp_source_resolve(&src->def, src->cat, src->role_known && src->in_recovery,
+                              src->opts->interval_scale, &plan);
+    slot *old = src->slots;
+    size_t nold = src->nslots;
+    src->slots = rp_calloc(n ? n : 1, sizeof(slot));
+    src->nslots = n;
+    const char **keys = rp_calloc(n ? n : 1, sizeof(char *));
+    int64_t *ivs = rp_calloc(n ? n : 1, sizeof(int64_t));
+    bool changed = n != nold;
+    for (size_t i = 0; i < n; i++) {
+        slot *sl = &src->slots[i];
+        const slot *o = find_slot(old, nold, plan[i].def->name);
+        if (o)
+            *sl = *o;
+        const char *old_sql = o ? o->sql : NULL;
+        changed = changed || !o || o->interval_s != plan[i].interval_s;
+        sl->def = plan[i].def;
+        sl->interval_s = plan[i].interval_s;
+        sl->is_instance_up = strcmp(sl->def->name, INSTANCE_UP_METRIC) == 0;
+        choose_sql(src, sl);
+        changed = changed || (old_sql && sl->sql && strcmp(old_sql, sl->sql) != 0);
+        keys[i] = sl->def->name;
+        ivs[i] = (int64_t)sl->interval_s * 1000;
+    }
+    rp_sched_set(&src->sched, (int64_t)now_ms(src), rp_sched_phase_for(src->def.name), keys, ivs,
+                 n);
+    rp_free(keys);
+    rp_free(ivs);
+    collect_stale(src, old, nold);
+    rp_free(old);
+    rp_free(plan);
+    rp_free(src->due);
+    src->due = rp_calloc(n ? n : 1, sizeof(size_t));
+    rp_grow((void **)&src->items, &src->cap_items, 4 * n + 4, sizeof(item));
+    return changed;
+}
+
+static void log_blocked(rp_source *src)
+{
+    if (collecting_blocked(src) && !src->standby_blocked_logged) {
+        rp_log_at(RP_LOG_INFO, src->def.name, NULL, NULL,
+                  "source is a standby and only_if_master is set: not collecting");
+        src->standby_blocked_logged = true;
+    } else if (!collecting_blocked(src)) {
+        src->standby_blocked_logged = false;
+    }
+}
+
+/* Apply what waited for the batch boundary: a reload (next_def, next_cat) and a change of
+ * role or version seen by the runtime query. Never runs while a pipeline is in flight,
+ * because items refer to slots by index. */
+static void apply_pending(rp_source *src)
+{
+    if (src->next_cat) {
+        rp_catalog *old_cat = src->cat;
+        rp_source_def old_def = src->def;
+        src->def = src->next_def;
+        memset(&src->next_def, 0, sizeof(src->next_def));
+        src->cat = src->next_cat;
+        src->next_cat = NULL;
+        src->plan_dirty = false;
+        bool changed = rebuild_plan(src); /* old slots point into old_cat until here */
+        rp_catalog_unref(old_cat);
+        rp_source_def_fini(&old_def);
+        if (changed)
+            rp_log_at(RP_LOG_INFO, src->def.name, NULL, NULL, "metrics updated (%zu metrics)",
+                      src->nslots);
+    } else if (src->plan_dirty) {
+        src->plan_dirty = false;
+        (void)rebuild_plan(src);
+    } else {
+        return;
+    }
+    log_blocked(src);
+}
+
+static void drop_pending(rp_source *src)
+{
+    if (!src->next_cat)
+        return;
+    rp_source_def_fini(&src->next_def);
+    rp_catalog_unref(src->next_cat);
+    src->next_cat = NULL;
+}
+
+/*-------------------------------------------------------------------------
+ * Connecting
+ *-------------------------------------------------------------------------
+ */
+
+int rp_source_check_conn_str(const char *conn_str, char *err, size_t errlen)
+{
+    rp_pgconn_params p;
+    int rc = rp_pgconn_params_load(&p, conn_str, err, errlen);
+    rp_pgconn_params_fini(&p);
+    return rc;
+}
+
+static void enter_resolving(rp_source *src)
+{
+    set_state(src, RP_SOURCE_RESOLVING);
+    if (!src->params_loaded) {
+        char err[200];
+        if (rp_pgconn_params_load(&src->params, src->def.conn_str, err, sizeof(err)) < 0) {
+            snprintf(src->last_error, sizeof(src->last_error), "invalid conn_str: %s", err);
+            rp_pgconn_params_fini(&src->params);
+            enter_backoff(src, src->last_error);
+            return;
+        }
+        src->params_loaded = true;
+    }
+    src->resolve_idx = rp_pgconn_next_lookup(&src->params, src->resolve_idx);
+    if (src->resolve_idx >= src->params.nhosts) {
+        enter_connecting(src);
+        return;
+    }
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    src->resolver.data = src;
+    int rc = uv_getaddrinfo(src->opts->loop, &src->resolver, on_resolved,
+                            src->params.hosts[src->resolve_idx], NULL, &hints);
+    if (rc < 0) {
+        snprintf(src->last_error, sizeof(src->last_error), "could not resolve \"%s\": %s",
+                 src->params.hosts[src->resolve_idx], uv_strerror(rc));
+        enter_backoff(src, src->last_error);
+        return;
+    }
+    src->resolving = true;
+    arm_deadline(src, (uint64_t)src->opts->connect_timeout_ms);
+}
+
+static void step_resolving(rp_source *src, rp_event ev)
+{
+    if (ev == EV_DEADLINE) {
+        uv_cancel((uv_req_t *)&src->resolver); /* on_resolved runs with UV_EAI_CANCELED */
+        return;
+    }
+    if (ev != EV_RESOLVED)
+        return;
+    if (src->resolve_status < 0) {
+        snprintf(src->last_error, sizeof(src->last_error), "could not resolve host \"%s\": %s",
+                 src->params.hosts[src->resolve_idx], uv_strerror(src->resolve_status));
+        enter_backoff(src, src->last_error);
+        return;
+    }
+    src->resolve_idx++;
+    enter_resolving(src);
+}
+
+static void enter_connecting(rp_source *src)
+{
+    set_state(src, RP_SOURCE_CONNECTING);
+    src->conn = rp_pgconn_start(&src->params, "pgreaper");
+    if (!src->conn || PQstatus(src->conn) == CONNECTION_BAD) {
+        enter_backoff(src, conn_error(src));
+        return;
+    }
+    /* libpq: behave as if PQconnectPoll had returned PGRES_POLLING_WRITING. */
+    if (watch(src, UV_WRITABLE) < 0) {
+        enter_backoff(src, "could not watch the connection's socket");
+        return;
+    }
+    arm_deadline(src, (uint64_t)src->opts->connect_timeout_ms);
+}
+
+static void detect_tcp(rp_source *src)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    src->is_tcp = getsockname(PQsocket(src->conn), (struct sockaddr *)&ss, &len) == 0 &&
+                  (ss.ss_family == AF_INET || ss.ss_family == AF_INET6);
+}
+
+static void start_trace(rp_source *src)
+{
+    if (!src->opts->libpq_trace_dir)
+        return;
+    rp_buf path = RP_BUF_INIT;
+    rp_buf_printf(&path, "%s/%s.trace", src->opts->libpq_trace_dir, src->def.name);
+    src->trace = fopen(path.data, "a");
+    if (src->trace) {
+        PQtrace(src->conn, src->trace);
+    } else {
+        rp_log_at(RP_LOG_WARN, src->def.name, NULL, NULL, "could not open trace file \"%s\": %m",
+                  path.data);
+    }
+    rp_buf_fini(&path);
+}
+
+static void connected(rp_source *src)
+{
+    if (PQsetnonblocking(src->conn, 1) != 0 || PQenterPipelineMode(src->conn) != 1) {
+        enter_backoff(src, conn_error(src));
+        return;
+    }
+    detect_tcp(src);
+    start_trace(src);
+    src->stats.connects++;
+    src->cur_timeout_ms = -1;
+    send_pipeline(src, NULL, 0, true);
+}
+
+static void step_connecting(rp_source *src, rp_event ev)
+{
+    if (ev == EV_DEADLINE) {
+        snprintf(src->last_error, sizeof(src->last_error), "timeout expired after %d ms",
+                 src->opts->connect_timeout_ms);
+        enter_backoff(src, src->last_error);
+        return;
+    }
+    if (ev != EV_IO && ev != EV_IO_ERROR)
+        return;
+    int wait = rp_pgconn_poll_wait(PQconnectPoll(src->conn));
+    if (wait == 0) {
+        connected(src);
+        return;
+    }
+    if (wait < 0) {
+        enter_backoff(src, conn_error(src));
+        return;
+    }
+    if (watch(src, wait) < 0)
+        enter_backoff(src, "could not watch the connection's socket");
+}
+
+/*-------------------------------------------------------------------------
+ * Backoff
+ *-------------------------------------------------------------------------
+ */
+
+static void enter_backoff(rp_source *src, const char *why)
+{
+    bool was_up = src->was_connected;
+    char reason[256];
+    snprintf(reason, sizeof(reason), "%s", why ? why : "unknown error");
+    disconnect(src);
+    uv_timer_stop(&src->tick_timer);
+    set_state(src, RP_SOURCE_BACKOFF);
+    src->reset_why[0] = '\0'; /* reconnecting resets the session anyway */
+    src->tainted = false;
+    apply_pending(src);
+    src->resolve_idx = 0;
+    if (was_up)
+        src->stats.disconnects++;
+    else
+        src->stats.connect_failures++;
+    if (!src->down_logged) {
+        if (src->was_connected)
+            rp_log_at(RP_LOG_ERROR, src->def.name, NULL, reason, "lost connection to source");
+        else
+            rp_log_at(RP_LOG_ERROR, src->def.name, NULL, reason,
+                      "could not connect to source \"%s\"", src->masked_conn);
+        src->down_logged = true;
+    } else {
+        rp_log_at(RP_LOG_DEBUG, src->def.name, NULL, reason, "reconnect attempt failed");
+    }
+    src->was_connected = false;
+    emit_instance_up(src, false);
+    uint64_t spread = (uint64_t)src->backoff_ms / 5 + 1;
+    int jitter = (int)((hash_str(src->def.name) ^ now_ms(src)) % spread);
+    arm_deadline(src, (uint64_t)(src->backoff_ms - src->backoff_ms / 10 + jitter));
+    src->backoff_ms = src->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : src->backoff_ms * 2;
+}
+
+static void step_backoff(rp_source *src, rp_event ev)
+{
+    if (ev == EV_DEADLINE)
+        enter_resolving(src);
+}
+
+/*-------------------------------------------------------------------------
+ * Sending a pipeline
+ *-------------------------------------------------------------------------
+ */
+
+static void add_item(rp_source *src, item_kind kind, int slot_idx)
+{
+    rp_grow((void **)&src->items, &src->cap_items, src->nitems + 1, sizeof(item));
+    src->items[src->nitems].kind = kind;
+    src->items[src->nitems].slot = slot_idx;
+    src->nitems++;
+}
+
+static int send_sync(rp_source *src)
+{
+    add_item(src, ITEM_SYNC, -1);
+    return PQpipelineSync(src->conn) == 1 ? 0 : -EIO;
+}
+
+static const char *runtime_sql(int variant)
+{
+    if (variant == 0)
+        return "select current_setting('server_version_num')::int, pg_is_in_recovery(), "
+               "current_database(), current_setting('is_superuser') = 'on', "
+               "(select system_identifier::text from pg_control_system())";
+    return "select current_setting('server_version_num')::int, pg_is_in_recovery(), "
+           "current_database(), current_setting('is_superuser') = 'on', null::text";
+}
+
+static int metric_timeout_ms(const rp_source *src, const slot *sl)
+{
+    if (sl->def->statement_timeout_s >= 0)
+        return sl->def->statement_timeout_s * 1000;
+    return src->opts->statement_timeout_ms;
+}
+
+static int send_timeout(rp_source *src, int ms)
+{
+    char v[24];
+    snprintf(v, sizeof(v), "%d", ms);
+    const char *params[1] = {v};
+    add_item(src, ITEM_SET_TIMEOUT, -1);
+    if (!PQsendQueryParams(src->conn, "select set_config('statement_timeout', $1, false)", 1, NULL,
+                           params, NULL, NULL, 0))
+        return -EIO;
+    src->cur_timeout_ms = ms;
+    return send_sync(src);
+}
+
+/* What a metric may have left in the session that rollback does not undo or that
+ * survives the implicit transaction: settings (other than our statement_timeout),
+ * advisory locks, SQL-level prepared statements, cursors, LISTEN, temporary tables.
+ * Empty when the session is as pgreaper left it. */
+static const char probe_sql[] =
+    "select concat_ws('; ', "
+    "(select 'settings: ' || string_agg(name, ', ' order by name) from pg_settings "
+    "where source = 'session' and not (name = 'statement_timeout' and setting = $1)), "
+    "(select 'advisory locks: ' || count(*) from pg_locks where locktype = 'advisory' "
+    "and pid = pg_backend_pid() having count(*) > 0), "
+    "(select 'prepared statements: ' || string_agg(name, ', ') from pg_prepared_statements "
+    "where from_sql), "
+    "(select 'cursors: ' || string_agg(name, ', ') from pg_cursors where is_holdable), "
+    "(select 'listening: ' || string_agg(c, ', ') from pg_listening_channels() c), "
+    "(select 'temporary tables: ' || count(*) from pg_class where relpersistence = 't' "
+    "and relnamespace = pg_my_temp_schema() having count(*) > 0))";
+
+/* The session is checked once after a metric's first run on each connection. Not through
+ * a pooler (--no-prepared): there the session is shared with other clients. */
+static bool wants_probe(const rp_source *src, const slot *sl)
+{
+    return !sl->probed && !(src->opts->no_prepared || src->def.no_prepared);
+}
+
+static int send_probe(rp_source *src, size_t idx)
+{
+    char v[24];
+    snprintf(v, sizeof(v), "%d", src->cur_timeout_ms);
+    const char *params[1] = {v};
+    src->slots[idx].probed = true;
+    add_item(src, ITEM_PROBE, (int)idx);
+    if (!PQsendQueryParams(src->conn, probe_sql, 1, NULL, params, NULL, NULL, 0))
+        return -EIO;
+    return send_sync(src);
+}
+
+static int send_metric(rp_source *src, size_t idx)
+{
+    slot *sl = &src->slots[idx];
+    int ms = metric_timeout_ms(src, sl);
+    if (ms != src->cur_timeout_ms && send_timeout(src, ms) < 0)
+        return -EIO;
+    bool prepared = !(src->opts->no_prepared || src->def.no_prepared);
+    if (prepared && !sl->prepared) {
+        add_item(src, ITEM_PREPARE, (int)idx);
+        if (!PQsendPrepare(src->conn, sl->stmt_name, sl->sql, 0, NULL))
+            return -EIO;
+        sl->prepared = true; /* reset if the prepare fails */
+    }
+    add_item(src, ITEM_QUERY, (int)idx);
+    sl->fetch_time_ns = wall_ns();
+    int ok = prepared ? PQsendQueryPrepared(src->conn, sl->stmt_name, 0, NULL, NULL, NULL, 0)
+                      : PQsendQueryParams(src->conn, sl->sql, 0, NULL, NULL, NULL, NULL, 0);
+    if (!ok)
+        return -EIO;
+    src->stats.queries++;
+    if (send_sync(src) < 0)
+        return -EIO;
+    return wants_probe(src, sl) ? send_probe(src, idx) : 0;
+}
+
+static int send_deallocations(rp_source *src)
+{
+    for (size_t i = 0; i < src->nstale; i++) {
+        char sql[48]; /* our own statement names: rp_<number> */
+        snprintf(sql, sizeof(sql), "DEALLOCATE %s", src->stale[i]);
+        add_item(src, ITEM_DEALLOCATE, -1);
+        if (!PQsendQueryParams(src->conn, sql, 0, NULL, NULL, NULL, NULL, 0) || send_sync(src) < 0)
+            return -EIO;
+    }
+    src->nstale = 0;
+    return 0;
+}
+
+static void cork(rp_source *src, int on)
+{
+    if (src->is_tcp && src->opts->tcp_cork)
+        (void)setsockopt(PQsocket(src->conn), IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
+}
+
+/* Queue the runtime query (when asked) and every due metric as one pipeline, flush. */
+static void send_pipeline(rp_source *src, const size_t *due, size_t ndue, bool runtime)
+{
+    set_state(src, RP_SOURCE_BUSY);
+    src->nitems = src->cur_item = 0;
+    src->null_streak = 0;
+    cork(src, 1);
+    int rc = 0;
+    int max_timeout = 0;
+    if (runtime) {
+        add_item(src, ITEM_RUNTIME, -1);
+        if (!PQsendQueryParams(src->conn, runtime_sql(src->runtime_variant), 0, NULL, NULL, NULL,
+                               NULL, 0) ||
+            send_sync(src) < 0)
+            rc = -EIO;
+        src->runtime_due = now_ms(src) + (uint64_t)src->opts->runtime_refresh_ms;
+    }
+    rc = rc < 0 ? rc : send_deallocations(src);
+    for (size_t i = 0; rc == 0 && i < ndue; i++) {
+        rc = send_metric(src, due[i]);
+        int t = metric_timeout_ms(src, &src->slots[due[i]]);
+        max_timeout = t > max_timeout ? t : max_timeout;
+    }
+    cork(src, 0);
+    if (rc < 0) {
+        enter_backoff(src, conn_error(src));
+        return;
+    }
+    src->stats.pipelines++;
+    /* The server enforces statement_timeout; this client deadline only catches a dead peer. */
+    arm_deadline(src, (uint64_t)(max_timeout > 0 ? max_timeout : 60000) + BATCH_GRACE_MS);
+    /* Usually everything went out with the syncs: then the socket stays watched for
+     * reading only, as in READY, and no epoll change is needed for this tick. */
+    int f = PQflush(src->conn);
+    if (f < 0) {
+        enter_backoff(src, conn_error(src));
+        return;
+    }
+    if (watch(src, f == 1 ? UV_READABLE | UV_WRITABLE : UV_READABLE) < 0)
+        enter_backoff(src, "could not watch the connection's socket");
+}
+
+/*-------------------------------------------------------------------------
+ * Reading results
+ *-------------------------------------------------------------------------
+ */
+
+bool rp_source_error_unavailable(const char *sqlstate)
+{
+    static const char *const codes[] = {"42P01", "42883", "55000", "42501", "0A000", "58P01"};
+    for (size_t i = 0; sqlstate && i < RP_ARRAY_LEN(codes); i++)
+        if (strcmp(sqlstate, codes[i]) == 0)
+            return true;
+    return false;
+}
+
+/* A metric this server cannot run (extension, view or privilege missing): one warning,
+ * then it is left out for SKIP_MS and tried again. */
+static void metric_unavailable(rp_source *src, slot *sl, const char *msg, const char *state,
+                               uint64_t h)
+{
+    uint64_t now = now_ms(src);
+    rp_log_at(h == sl->err_hash ? RP_LOG_DEBUG : RP_LOG_WARN, src->def.name, sl->def->name, msg,
+              "metric skipped: it cannot run on this server (SQLSTATE %s); tried again every "
+              "%d minutes",
+              state, SKIP_MS / 60000);
+    sl->err_hash = h;
+    sl->err_logged_at = now;
+    sl->skip_until = now + SKIP_MS;
+    sl->failing = true;
+}
+
+static void metric_failed(rp_source *src, slot *sl, const PGresult *res)
+{
+    src->stats.fetch_errors++;
+    const char *msg = PQresultErrorMessage(res);
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    uint64_t h = hash_str(msg);
+    uint64_t now = now_ms(src);
+    if (state && strcmp(state, "26000") == 0)
+        sl->prepared = false; /* someone deallocated it: prepare it again next time */
+    if (rp_source_error_unavailable(state)) {
+        metric_unavailable(src, sl, msg, state, h);
+        return;
+    }
+    if (!sl->failing || h != sl->err_hash || now - sl->err_logged_at >= ERROR_RELOG_MS) {
+        rp_log_at(RP_LOG_ERROR, src->def.name, sl->def->name, msg,
+                  "metric query failed (SQLSTATE %s)", state ? state : "?");
+        sl->err_logged_at = now;
+        sl->err_hash = h;
+    }
+    sl->failing = true;
+}
+
+/* Hand the result to the sinks: res itself, or the rows kept in src->arena (res then
+ * describes the columns). */
+static void metric_rows(rp_source *src, slot *sl, const PGresult *res)
+{
+    if (sl->failing) {
+        rp_log_at(RP_LOG_INFO, src->def.name, sl->def->name, NULL, "metric query succeeded again");
+        sl->failing = false;
+    }
+    rp_batch b;
+    if (src->single)
+        rp_batch_init_cells(&b, res, src->arena.data, src->cells, src->nrows);
+    else
+        rp_batch_init_result(&b, res);
+    src->stats.fetches_ok++;
+    src->stats.rows += b.nrows;
+    src->stats.values +=
+        rp_source_write_batch(src->opts, &src->def, sl->def, &b, sl->fetch_time_ns);
+    rp_batch_fini(&b);
+}
+
+/*-------------------------------------------------------------------------
+ * Misbehaving metrics: commands, session changes, oversized results
+ *-------------------------------------------------------------------------
+ */
+
+/* sl did something that must not reach the other metrics: left out until its SQL changes,
+ * logged once, and the connection is reset after this batch. */
+static void offender(rp_source *src, slot *sl, const char *what)
+{
+    if (!sl->offender)
+        rp_log_at(RP_LOG_ERROR, src->def.name, sl->def->name, NULL,
+                  "metric disabled: it %s; a metric must be one query that leaves the session as "
+                  "it found it (it runs again once a reload changes its SQL)",
+                  what);
+    sl->offender = true;
+    sl->failing = true;
+    src->tainted = true;
+    if (!src->reset_why[0])
+        snprintf(src->reset_why, sizeof(src->reset_why), "metric \"%s\" %s", sl->def->name, what);
+}
+
+void rp_source_result_caps(const rp_source_opts *opts, const rp_metric_def *def, uint64_t *rows,
+                           uint64_t *bytes)
+{
+    *rows = (uint64_t)(def->result_max_rows > 0 ? def->result_max_rows : opts->result_max_rows);
+    *bytes = (uint64_t)(def->result_max_bytes > 0 ? def->result_max_bytes : opts->result_max_bytes);
+}
+
+static void result_caps(const rp_source *src, const slot *sl, uint64_t *rows, uint64_t *bytes)
+{
+    rp_source_result_caps(src->opts, sl->def, rows, bytes);
+}
+
+static bool over_caps(const rp_source *src, const slot *sl, uint64_t rows, uint64_t bytes)
+{
+    uint64_t max_rows, max_bytes;
+    result_caps(src, sl, &max_rows, &max_bytes);
+    return rows > max_rows || bytes > max_bytes;
+}
+
+uint64_t rp_source_row_bytes(const PGresult *res, int row)
+{
+    int ncols = PQnfields(res);
+    uint64_t n = 8 * (uint64_t)ncols;
+    for (int c = 0; c < ncols; c++)
+        n += (uint64_t)PQgetlength(res, row, c);
+    return n;
+}
+
+/* Before libpq parses any of a query's result: read it row by row (single-row mode) when
+ * its size is not known yet or was above 1/GUARD_DIVISOR of a cap last time, so that a
+ * cap is enforced while reading; small results are read whole (no allocation per row). */
+static void begin_item(rp_source *src, const item *it)
+{
+    src->single_set = true;
+    src->single = src->over_cap = false;
+    src->seen_rows = src->seen_bytes = 0;
+    if (it->kind != ITEM_QUERY)
+        return;
+    const slot *sl = &src->slots[it->slot];
+    uint64_t max_rows, max_bytes;
+    result_caps(src, sl, &max_rows, &max_bytes);
+    bool guarded = !sl->sized || sl->last_rows > max_rows / GUARD_DIVISOR ||
+                   sl->last_bytes > max_bytes / GUARD_DIVISOR;
+    src->single = guarded && PQsetSingleRowMode(src->conn) == 1;
+}
+
+/* One row in single-row mode: its values are copied into the arena while the result
+ * stays within its caps (a PGresult per row would cost 2 KiB each); past a cap every
+ * row kept is forgotten and the rest is read and discarded. */
+static void take_row(rp_source *src, const slot *sl, const PGresult *res)
+{
+    src->seen_rows++;
+    src->seen_bytes += rp_source_row_bytes(res, 0);
+    if (!src->over_cap && over_caps(src, sl, src->seen_rows, src->seen_bytes)) {
+        src->over_cap = true;
+        drop_rows(src);
+    }
+    if (src->over_cap)
+        return;
+    int ncols = PQnfields(res);
+    rp_grow((void **)&src->cells, &src->cap_cells, src->ncells + (size_t)ncols, sizeof(rp_cell));
+    for (int c = 0; c < ncols; c++) {
+        rp_cell *cell = &src->cells[src->ncells++];
+        cell->len = (uint32_t)PQgetlength(res, 0, c);
+        cell->off = PQgetisnull(res, 0, c) ? RP_CELL_NULL : (uint32_t)src->arena.len;
+        if (cell->off != RP_CELL_NULL)
+            rp_buf_append(&src->arena, PQgetvalue(res, 0, c), (size_t)cell->len + 1);
+    }
+    src->nrows++;
+}
+
+static void result_over_cap(rp_source *src, slot *sl)
+{
+    uint64_t max_rows, max_bytes, now = now_ms(src);
+    result_caps(src, sl, &max_rows, &max_bytes);
+    src->stats.fetch_errors++;
+    src->stats.results_over_cap++;
+    rp_log_at(RP_LOG_ERROR, src->def.name, sl->def->name, NULL,
+              "metric result too large: %llu rows, %llu bytes (caps: %llu rows, %llu bytes; "
+              "raise --result-max-rows/--result-max-bytes or the metric's "
+              "result_max_rows/result_max_bytes); nothing stored, tried again in %d minutes",
+              (unsigned long long)src->seen_rows, (unsigned long long)src->seen_bytes,
+              (unsigned long long)max_rows, (unsigned long long)max_bytes, SKIP_MS / 60000);
+    sl->failing = true;
+    sl->err_hash = 0;
+    sl->err_logged_at = now;
+    sl->skip_until = now + SKIP_MS;
+    if (src->seen_bytes > max_bytes && !src->reset_why[0]) /* libpq keeps its grown buffer */
+        snprintf(src->reset_why, sizeof(src->reset_why),
+                 "metric \"%s\" returned %llu bytes: releasing the connection's read buffer",
+                 sl->def->name, (unsigned long long)src->seen_bytes);
+}
+
+/* Two columns of one name would overwrite each other in every sink. */
+static bool duplicate_column(rp_source *src, slot *sl, const PGresult *res)
+{
+    int n = PQnfields(res);
+    for (int i = 1; i < n; i++) {
+        for (int j = 0; j < i; j++) {
+            if (strcmp(PQfname(res, i), PQfname(res, j)) != 0)
+                continue;
+            src->stats.fetch_errors++;
+            if (!sl->failing || sl->err_hash != 1)
+                rp_log_at(RP_LOG_ERROR, src->def.name, sl->def->name, NULL,
+                          "metric returns two columns named \"%s\" (columns %d and %d): "
+                          "nothing stored; give each column its own name",
+                          PQfname(res, i), j + 1, i + 1);
+            sl->failing = true;
+            sl->err_hash = 1;
+            return true;
+        }
+    }
+    sl->shape_ok = true;
+    return false;
+}
+
+static void query_result(rp_source *src, slot *sl, PGresult *res)
+{
+    ExecStatusType st = PQresultStatus(res);
+    if (src->tainted) { /* ran after another metric changed the session */
+        src->stats.fetches_discarded++;
+        sl->probed = false;
+    } else if (st == PGRES_COMMAND_OK) {
+        char what[96];
+        snprintf(what, sizeof(what), "ran %.40s, a command, not a query", PQcmdStatus(res));
+        src->stats.fetch_errors++;
+        offender(src, sl, what);
+    } else if (st != PGRES_TUPLES_OK) {
+        if (st != PGRES_PIPELINE_ABORTED)
+            metric_failed(src, sl, res);
+    } else {
+        if (!src->single) {
+            src->seen_rows = (uint64_t)PQntuples(res);
+            for (int r = 0; r < PQntuples(res); r++)
+                src->seen_bytes += rp_source_row_bytes(res, r);
+            src->over_cap = over_caps(src, sl, src->seen_rows, src->seen_bytes);
+        }
+        sl->sized = true;
+        sl->last_rows = src->seen_rows;
+        sl->last_bytes = src->seen_bytes;
+        if (src->over_cap)
+            result_over_cap(src, sl);
+        else if (sl->shape_ok || !duplicate_column(src, sl, res))
+            metric_rows(src, sl, res);
+    }
+    drop_rows(src);
+}
+
+static void probe_result(rp_source *src, slot *sl, const PGresult *res)
+{
+    if (src->tainted) {     /* the session already holds another metric's change */
+        sl->probed = false; /* checked again after the reset */
+        return;
+    }
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || !*PQgetvalue(res, 0, 0))
+        return;
+    char what[200];
+    snprintf(what, sizeof(what), "changed the session (%.150s)", PQgetvalue(res, 0, 0));
+    offender(src, sl, what);
+}
+
+static void runtime_result(rp_source *src, const PGresult *res)
+{
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        if (src->runtime_variant == 0 && state && strcmp(state, "42501") == 0) {
+            src->runtime_variant = 1; /* no privilege for pg_control_system() */
+            src->runtime_due = 0;
+        }
+        return;
+    }
+    int version = atoi(PQgetvalue(res, 0, 0));
+    bool recovery = PQgetvalue(res, 0, 1)[0] == 't';
+    bool changed =
+        !src->role_known || recovery != src->in_recovery || version != src->server_version;
+    if (src->role_known && recovery != src->in_recovery)
+        rp_log_at(RP_LOG_INFO, src->def.name, NULL, NULL, "source is now a %s",
+                  recovery ? "standby" : "primary");
+    src->server_version = version;
+    src->in_recovery = recovery;
+    src->role_known = true;
+    snprintf(src->dbname, sizeof(src->dbname), "%s", PQgetvalue(res, 0, 2));
+    src->is_superuser = PQgetvalue(res, 0, 3)[0] == 't';
+    snprintf(src->sysid, sizeof(src->sysid), "%s", PQgetvalue(res, 0, 4));
+    src->plan_dirty = src->plan_dirty || changed; /* applied at the batch boundary */
+}
+
+static void item_result(rp_source *src, const item *it, PGresult *res)
+{
+    ExecStatusType st = PQresultStatus(res);
+    slot *sl = it->slot >= 0 ? &src->slots[it->slot] : NULL;
+    switch (it->kind) {
+    case ITEM_RUNTIME:
+        runtime_result(src, res);
+        break;
+    case ITEM_SET_TIMEOUT:
+        if (st != PGRES_TUPLES_OK)
+            src->cur_timeout_ms = -1;
+        break;
+    case ITEM_PREPARE:
+        if (st != PGRES_COMMAND_OK) {
+            sl->prepared = false;
+            metric_failed(src, sl, res);
+        }
+        break;
+    case ITEM_QUERY:
+        query_result(src, sl, res);
+        break;
+    case ITEM_PROBE:
+        probe_result(src, sl, res);
+        break;
+    case ITEM_DEALLOCATE: /* nothing to do on failure: the name is never reused */
+    case ITEM_SYNC:
+        break;
+    }
+}
+
+static void next_item(rp_source *src)
+{
+    src->cur_item++;
+    src->single_set = false;
+}
+
+/* Read every result that is available. 1: batch complete, 0: wait for the socket,
+ * 2: yield to the loop (YIELD_NS spent), <0: connection broken. */
+static int drain_results(rp_source *src)
+{
+    uint64_t start = uv_hrtime();
+    while (src->cur_item < src->nitems) {
+        const item *it = &src->items[src->cur_item];
+        if (!src->single_set)
+            begin_item(src, it);
+        if (uv_hrtime() - start >= YIELD_NS)
+            return 2;
+        if (PQisBusy(src->conn))
+            return 0;
+        PGresult *res = PQgetResult(src->conn);
+        if (!res) {
+            if (it->kind != ITEM_SYNC)
+                next_item(src);
+            else if (++src->null_streak > 2)
+                return -EPROTO;
+            continue;
+        }
+        src->null_streak = 0;
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_SINGLE_TUPLE && it->kind == ITEM_QUERY) {
+            take_row(src, &src->slots[it->slot], res);
+            PQclear(res);
+            continue;
+        }
+        if (st == PGRES_PIPELINE_SYNC) {
+            if (it->kind != ITEM_SYNC) {
+                PQclear(res);
+                return -EPROTO;
+            }
+            next_item(src);
+        } else if (it->kind != ITEM_SYNC) {
+            item_result(src, it, res);
+        }
+        PQclear(res);
+        if (PQstatus(src->conn) == CONNECTION_BAD)
+            return -EIO;
+    }
+    return 1;
+}
+
+/* Reconnect at once (not a failure: no backoff, no instance_up 0) because the session
+ * may carry a change that the other metrics must not see, or a grown read buffer. */
+static void reset_session(rp_source *src)
+{
+    rp_log_at(RP_LOG_WARN, src->def.name, NULL, NULL, "resetting the connection: %s",
+              src->reset_why);
+    src->reset_why[0] = '\0';
+    src->tainted = false;
+    src->stats.session_resets++;
+    disconnect(src);
+    uv_timer_stop(&src->tick_timer);
+    enter_resolving(src);
+}
+
+static void batch_done(rp_source *src)
+{
+    apply_pending(src);
+    if (!src->was_connected) {
+        src->was_connected = true;
+        src->backoff_ms = BACKOFF_MIN_MS;
+        rp_log_at(RP_LOG_INFO, src->def.name, NULL, NULL,
+                  "%s to source (PostgreSQL %d.%d, %s, %zu metrics)",
+                  src->down_logged ? "reconnected" : "connected", src->server_version / 10000,
+                  src->server_version % 100, src->in_recovery ? "standby" : "primary", src->nslots);
+        src->down_logged = false;
+        emit_instance_up(src, true);
+    }
+    if (src->state == RP_SOURCE_DRAINING) {
+        enter_closing(src);
+        return;
+    }
+    if (PQtransactionStatus(src->conn) != PQTRANS_IDLE && !src->reset_why[0])
+        snprintf(src->reset_why, sizeof(src->reset_why),
+                 "a metric left a transaction open (rolled back)");
+    if (src->reset_why[0]) {
+        reset_session(src);
+        return;
+    }
+    enter_ready(src);
+}
+
+/* Socket activity (or a resumed read) while a pipeline is in flight (BUSY or DRAINING). */
+static void pump(rp_source *src)
+{
+    if (src->io_events & UV_READABLE) {
+        if (!PQconsumeInput(src->conn)) {
+            enter_backoff(src, conn_error(src));
+            return;
+        }
+    }
+    int f = PQflush(src->conn);
+    if (f < 0) {
+        enter_backoff(src, conn_error(src));
+        return;
+    }
+    int rc = drain_results(src);
+    if (rc < 0) {
+        enter_backoff(src, rc == -EPROTO ? "unexpected result order in pipeline" : conn_error(src));
+        return;
+    }
+    if (rc == 1) {
+        batch_done(src);
+        return;
+    }
+    if (rc == 2) /* more is buffered: let other sources run, then go on */
+        uv_timer_start(&src->yield_timer, on_yield_timer, 0, 0);
+    if (watch(src, f == 1 ? UV_READABLE | UV_WRITABLE : UV_READABLE) < 0)
+        enter_backoff(src, "could not watch the connection's socket");
+}
+
+static void step_busy(rp_source *src, rp_event ev)
+{
+    if (ev == EV_DEADLINE) {
+        if (src->state == RP_SOURCE_DRAINING) {
+            rp_log_at(RP_LOG_WARN, src->def.name, NULL, NULL,
+                      "in-flight batch did not finish before shutdown: abandoned");
+            enter_closing(src);
+            return;
+        }
+        enter_backoff(src, "no answer from the server before the batch deadline");
+        return;
+    }
+    if (ev == EV_IO_ERROR) {
+        enter_backoff(src, "socket error");
+        return;
+    }
+    if (ev == EV_IO || ev == EV_RESUME)
+        pump(src);
+}
+
+/*-------------------------------------------------------------------------
+ * Ready: ticks
+ *-------------------------------------------------------------------------
+ */
+
+static void record_lateness(rp_source *src, int64_t late)
+{
+    int b = 0;
+    while (b < 15 && (1LL << b) <= late)
+        b++;
+    src->stats.lateness_ms_hist[b]++;
+}
+
+static void arm_tick(rp_source *src)
+{
+    int64_t next = rp_sched_next(&src->sched);
+    if (next == RP_SCHED_NEVER) {
+        uv_timer_stop(&src->tick_timer);
+        return;
+    }
+    int64_t now = (int64_t)now_ms(src);
+    uv_timer_start(&src->tick_timer, on_tick_timer, (uint64_t)(next > now ? next - now : 0), 0);
+}
+
+static void enter_ready(rp_source *src)
+{
+    set_state(src, RP_SOURCE_READY);
+    if (watch(src, UV_READABLE) < 0) {
+        enter_backoff(src, "could not watch the connection's socket");
+        return;
+    }
+    arm_tick(src);
+}
+
+/* Emit instance_up for due slots of that special metric; returns how many remain to send. */
+static size_t filter_due(rp_source *src, size_t ndue)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < ndue; i++) {
+        slot *sl = &src->slots[src->due[i]];
+        if (sl->is_instance_up)
+            emit_instance_up(src, true);
+        else if (sl->sql && !sl->offender && sl->skip_until <= now_ms(src))
+            src->due[k++] = src->due[i];
+    }
+    return k;
+}
+
+static void on_tick_timer(uv_timer_t *t)
+{
+    rp_source *src = t->data;
+    int64_t now = (int64_t)now_ms(src);
+    int64_t deadline = rp_sched_next(&src->sched);
+    bool busy = src->state != RP_SOURCE_READY;
+    size_t ndue = rp_sched_due(&src->sched, now, busy, src->due);
+    if (busy) {
+        src->stats.skipped_ticks++;
+        arm_tick(src);
+        return;
+    }
+    record_lateness(src, now - deadline);
+    ndue = filter_due(src, ndue);
+    bool runtime = now_ms(src) >= src->runtime_due;
+    arm_tick(src);
+    if (ndue == 0 && !runtime)
+        return;
+    src->stats.ticks++;
+    send_pipeline(src, src->due, ndue, runtime);
+}
+
+static void step_ready(rp_source *src, rp_event ev)
+{
+    if (ev == EV_IO_ERROR) {
+        enter_backoff(src, "socket error");
+        return;
+    }
+    if (ev != EV_IO)
+        return;
+    /* Idle connection became readable: a notice, or the server closing it. */
+    if (!PQconsumeInput(src->conn) || PQstatus(src->conn) == CONNECTION_BAD) {
+        enter_backoff(src, conn_error(src));
+        return;
+    }
+    while (!PQisBusy(src->conn)) {
+        PGresult *res = PQgetResult(src->conn);
+        if (!res)
+            break;
+        PQclear(res);
+    }
+    if (PQstatus(src->conn) == CONNECTION_BAD)
+        enter_backoff(src, conn_error(src));
+}
+
+/*-------------------------------------------------------------------------
+ * Dispatch
+ *-------------------------------------------------------------------------
+ */
+
+static void step(rp_source *src, rp_event ev)
+{
+    switch (src->state) {
+    case RP_SOURCE_RESOLVING:
+        step_resolving(src, ev);
+        break;
+    case RP_SOURCE_CONNECTING:
+        step_connecting(src, ev);
+        break;
+    case RP_SOURCE_BUSY:
+    case RP_SOURCE_DRAINING:
+        step_busy(src, ev);
+        break;
+    case RP_SOURCE_READY:
+        step_ready(src, ev);
+        break;
+    case RP_SOURCE_BACKOFF:
+        step_backoff(src, ev);
+        break;
+    case RP_SOURCE_IDLE:
+    case RP_SOURCE_CLOSING:
+        break;
+    }
+}
+
+/*-------------------------------------------------------------------------
+ * Lifetime
+ *-------------------------------------------------------------------------
+ */
+
+rp_source *rp_source_create(const rp_source_opts *opts, const rp_source_def *def, rp_catalog *cat)
+{
+    rp_source *src = rp_calloc(1, sizeof(*src));
+    src->opts = opts;
+    rp_source_def_copy(&src->def, def);
+    src->cat = rp_catalog_ref(cat);
+    rp_buf m = RP_BUF_INIT;
+    rp_connstr_mask(def->conn_str, &m);
+    src->masked_conn = m.data ? m.data : rp_strdup("");
+    src->cur_timeout_ms = -1;
+    src->backoff_ms = BACKOFF_MIN_MS;
+    rp_task_register(&src->task, "source", def->name, NULL);
+    rp_task_set_state(&src->task, state_names[src->state]);
+    rp_sched_init(&src->sched);
+    rp_pgconn_watch_init(&src->watch, opts->loop, on_poll, on_poll_closed, src,
+                         &src->pending_closes);
+    uv_timer_init(opts->loop, &src->tick_timer);
+    uv_timer_init(opts->loop, &src->io_timer);
+    uv_timer_init(opts->loop, &src->yield_timer);
+    src->tick_timer.data = src->io_timer.data = src->yield_timer.data = src;
+    (void)rebuild_plan(src);
+    return src;
+}
+
+void rp_source_start(rp_source *src)
+{
+    if (src->state == RP_SOURCE_IDLE)
+        enter_resolving(src);
+}
+
+void rp_source_update(rp_source *src, const rp_source_def *def, rp_catalog *cat)
+{
+    if (src->state == RP_SOURCE_CLOSING)
+        return;
+    drop_pending(src); /* a newer one wins */
+    rp_source_def_copy(&src->next_def, def);
+    src->next_cat = rp_catalog_ref(cat);
+    if (src->state == RP_SOURCE_BUSY || src->state == RP_SOURCE_DRAINING)
+        return; /* applied when the batch is done */
+    apply_pending(src);
+    if (src->state == RP_SOURCE_READY)
+        arm_tick(src);
+}
+
+_Static_assert(sizeof(rp_source_stats) % sizeof(uint64_t) == 0, "rp_source_stats: uint64_t only");
+
+void rp_source_stats_add(rp_source_stats *to, const rp_source_stats *from)
+{
+    const uint64_t *in = (const uint64_t *)from;
+    uint64_t *out = (uint64_t *)to;
+    for (size_t i = 0; i < sizeof(*from) / sizeof(uint64_t); i++)
+        out[i] += in[i];
+}
+
+static void free_source(rp_source *src)
+{
+    if (src->opts->retired)
+        rp_source_stats_add(src->opts->retired, &src->stats);
+    rp_source_closed_cb cb = src->closed_cb;
+    void *arg = src->closed_arg;
+    rp_pgconn_params_fini(&src->params);
+    rp_sched_fini(&src->sched);
+    rp_free(src->slots);
+    rp_free(src->due);
+    rp_free(src->items);
+    rp_free(src->stale);
+    rp_buf_fini(&src->arena);
+    rp_free(src->cells);
+    drop_pending(src);
+    rp_free(src->masked_conn);
+    rp_catalog_unref(src->cat);
+    rp_source_def_fini(&src->def);
+    rp_task_unregister(&src->task);
+    rp_free(src);
+    if (cb)
+        cb(arg);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    rp_source *src = h->data;
+    if (--src->pending_closes == 0)
+        free_source(src);
+}
+
+static void enter_closing(rp_source *src)
+{
+    if (src->state != RP_SOURCE_CLOSING) {
+        set_state(src, RP_SOURCE_CLOSING);
+        disconnect(src);
+        src->pending_closes += 3;
+        if (src->resolving) {
+            src->pending_closes++;
+            uv_cancel((uv_req_t *)&src->resolver);
+        }
+        uv_close((uv_handle_t *)&src->tick_timer, on_timer_closed);
+        uv_close((uv_handle_t *)&src->io_timer, on_timer_closed);
+        uv_close((uv_handle_t *)&src->yield_timer, on_timer_closed);
+        return;
+    }
+    /* Called again by the resolver callback when it was the last pending close. */
+    if (src->pending_closes == 0)
+        free_source(src);
+}
+
+void rp_source_stop(rp_source *src, int drain_ms, rp_source_closed_cb cb, void *arg)
+{
+    if (src->state == RP_SOURCE_CLOSING || src->state == RP_SOURCE_DRAINING)
+        return;
+    src->closed_cb = cb;
+    src->closed_arg = arg;
+    uv_timer_stop(&src->tick_timer);
+    if (src->state == RP_SOURCE_BUSY && drain_ms > 0) {
+        set_state(src, RP_SOURCE_DRAINING);
+        arm_deadline(src, (uint64_t)drain_ms);
+        return;
+    }
+    enter_closing(src);
+}
+
+const char *rp_source_name(const rp_source *src)
+{
+    return src->def.name;
+}
+
+const rp_source_def *rp_source_def_of(const rp_source *src)
+{
+    return &src->def;
+}
+
+const rp_source_stats *rp_source_get_stats(const rp_source *src)
+{
+    return &src->stats;
+}
+
+const char *rp_source_state_name(const rp_source *src)
+{
+    return state_names[src->state];
+}
+
+/*-------------------------------------------------------------------------
+ * As a collector for the reaper
+ *-------------------------------------------------------------------------
+ */
+
+static void *ops_create(const rp_source_opts *opts, const rp_source_def *def, rp_catalog *cat)
+{
+    return rp_source_create(opts, def, cat);
+}
+
+static void ops_start(void *c)
+{
+    rp_source_start(c);
+}
+
+static void ops_update(void *c, const rp_source_def *def, rp_catalog *cat)
+{
+    rp_source_update(c, def, cat);
+}
+
+static void ops_stop(void *c, int drain_ms, rp_source_closed_cb cb, void *arg)
+{
+    rp_source_stop(c, drain_ms, cb, arg);
+}
+
+static const char *ops_name(const void *c)
+{
+    return rp_source_name(c);
+}
+
+static const rp_source_def *ops_def_of(const void *c)
+{
+    return rp_source_def_of(c);
+}
+
+static const rp_source_stats *ops_stats(const void *c)
+{
+    return rp_source_get_stats(c);
+}
+
+static const char *ops_state(const void *c)
+{
+    return rp_source_state_name(c);
+}
+
+const rp_collector_ops rp_source_ops = {
+    .mode = "batch",
+    .create = ops_create,
+    .start = ops_start,
+    .update = ops_update,
+    .stop = ops_stop,
+    .name = ops_name,
+    .def_of = ops_def_of,
+    .stats = ops_stats,
+    .state = ops_state,
+};

@@ -26,6 +26,8 @@
 
 #include "collect/scheduler.h"
 #include "common/buf.h"
+#include "common/clock.h"
+#include "common/hash.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/tasks.h"
@@ -191,13 +193,6 @@ static void send_pipeline(rp_source *src, const size_t *due, size_t ndue, bool r
  *-------------------------------------------------------------------------
  */
 
-static int64_t wall_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static uint64_t now_ms(const rp_source *src)
 {
     return uv_now(src->opts->loop);
@@ -220,14 +215,6 @@ static void on_io_timer(uv_timer_t *t);
 static void arm_deadline(rp_source *src, uint64_t ms)
 {
     uv_timer_start(&src->io_timer, on_io_timer, ms, 0);
-}
-
-static uint64_t hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
 }
 
 /* libpq's error text (passwords scrubbed) into src->last_error. */
@@ -387,7 +374,7 @@ size_t rp_source_write_rows(const rp_source_opts *opts, const rp_source_def *def
 
 static void emit_instance_up(rp_source *src, bool up)
 {
-    rp_source_write_up(src->opts, &src->def, up, wall_ns());
+    rp_source_write_up(src->opts, &src->def, up, rp_clock_wall_ns());
 }
 
 /*-------------------------------------------------------------------------
@@ -719,7 +706,7 @@ static void enter_backoff(rp_source *src, const char *why)
     src->was_connected = false;
     emit_instance_up(src, false);
     uint64_t spread = (uint64_t)src->backoff_ms / 5 + 1;
-    int jitter = (int)((hash_str(src->def.name) ^ now_ms(src)) % spread);
+    int jitter = (int)((rp_hash_str(RP_HASH_INIT, src->def.name) ^ now_ms(src)) % spread);
     arm_deadline(src, (uint64_t)(src->backoff_ms - src->backoff_ms / 10 + jitter));
     src->backoff_ms = src->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : src->backoff_ms * 2;
 }
@@ -829,7 +816,7 @@ static int send_metric(rp_source *src, size_t idx)
         sl->prepared = true; /* reset if the prepare fails */
     }
     add_item(src, ITEM_QUERY, (int)idx);
-    sl->fetch_time_ns = wall_ns();
+    sl->fetch_time_ns = rp_clock_wall_ns();
     int ok = prepared ? PQsendQueryPrepared(src->conn, sl->stmt_name, 0, NULL, NULL, NULL, 0)
                       : PQsendQueryParams(src->conn, sl->sql, 0, NULL, NULL, NULL, NULL, 0);
     if (!ok)
@@ -936,7 +923,7 @@ static void metric_failed(rp_source *src, slot *sl, const PGresult *res)
     src->stats.fetch_errors++;
     const char *msg = PQresultErrorMessage(res);
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    uint64_t h = hash_str(msg);
+    uint64_t h = rp_hash_str(RP_HASH_INIT, msg);
     uint64_t now = now_ms(src);
     if (state && strcmp(state, "26000") == 0)
         sl->prepared = false; /* someone deallocated it: prepare it again next time */
@@ -1196,7 +1183,8 @@ static void item_result(rp_source *src, const item *it, PGresult *res)
     case ITEM_PREPARE:
         if (st != PGRES_COMMAND_OK) {
             sl->prepared = false;
-            metric_failed(src, sl, res);
+            if (!src->tainted) /* else it may have failed by another metric's SET */
+                metric_failed(src, sl, res);
         }
         break;
     case ITEM_QUERY:

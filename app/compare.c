@@ -25,6 +25,7 @@
 
 #include "app/reaper.h"
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/mem.h"
 #include "config/config.h"
 #include "config/options.h"
@@ -68,13 +69,6 @@ typedef struct child {
     double inuse_space; /* from the final heap profile */
     bool ok;
 } child;
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Sleep until deadline (CLOCK_MONOTONIC ms); signals do not cut it short. */
 static void sleep_until(int64_t deadline)
@@ -239,7 +233,8 @@ static void print_log_tail(const child *ch)
 /* Wait up to 30 s for the child's "pprof: serving ... (port N)" log line. */
 static int wait_port(child *ch)
 {
-    for (int64_t deadline = mono_ms() + 30000; mono_ms() < deadline; sleep_until(mono_ms() + 100)) {
+    for (int64_t deadline = rp_clock_mono_ms() + 30000; rp_clock_mono_ms() < deadline;
+         sleep_until(rp_clock_mono_ms() + 100)) {
         int status;
         if (waitpid(ch->pid, &status, WNOHANG) == ch->pid) {
             ch->pid = 0;
@@ -525,13 +520,13 @@ static int save_profile(const cmp_opts *o, child *ch, const char *name)
 /* Sample both children every sample_ms for duration_ms; keep the first and last. */
 static int sample_window(const cmp_opts *o, child *ch, watcher *w)
 {
-    int64_t start = mono_ms(), next = start;
+    int64_t start = rp_clock_mono_ms(), next = start;
     for (int k = 0;; k++) {
         int conns[NMODES];
         watcher_count(w, conns);
         for (int m = 0; m < NMODES; m++) {
             sample s;
-            double t = (double)(mono_ms() - start) / 1000.0;
+            double t = (double)(rp_clock_mono_ms() - start) / 1000.0;
             if (take_sample(&ch[m], &s, t) < 0) {
                 print_log_tail(&ch[m]);
                 return -EIO;
@@ -792,7 +787,7 @@ static int run(cmp_opts *o, rp_source_set *set)
                 "pgreaper compare: both modes running; warm-up %.0f s, then %.0f s "
                 "measured\n",
                 (double)o->warmup_ms / 1000, (double)o->duration_ms / 1000);
-        sleep_until(mono_ms() + o->warmup_ms);
+        sleep_until(rp_clock_mono_ms() + o->warmup_ms);
         rc = sample_window(o, ch, &w);
     }
     for (int m = 0; rc == 0 && m < NMODES; m++)

@@ -17,6 +17,7 @@
 
 #include "collect/permetric.h"
 #include "collect/source.h"
+#include "common/hash.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/tasks.h"
@@ -111,17 +112,16 @@ static uint64_t fingerprint_files(char **files, size_t n, uint64_t h)
         (void)stat(files[i], &st);
         uint64_t parts[4] = {(uint64_t)st.st_size, (uint64_t)st.st_mtim.tv_sec,
                              (uint64_t)st.st_mtim.tv_nsec, (uint64_t)st.st_ino};
-        for (const char *p = files[i]; *p; p++)
-            h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+        h = rp_hash_str(h, files[i]);
         for (int k = 0; k < 4; k++)
-            h = (h ^ parts[k]) * 1099511628211ULL;
+            h = rp_hash_u64(h, parts[k]);
     }
     return h;
 }
 
 static uint64_t fingerprint(const rp_catalog *cat, const rp_source_set *set)
 {
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = RP_HASH_INIT;
     if (cat->nfiles && strncmp(cat->files[0], "builtin:", 8) != 0)
         h = fingerprint_files(cat->files, cat->nfiles, h);
     return fingerprint_files(set->files, set->nfiles, h);
@@ -135,7 +135,7 @@ static uint64_t current_fingerprint(const rp_reaper *r)
     for (int i = 0; i < 2; i++) {
         struct stat st;
         if (paths[i] && stat(paths[i], &st) == 0 && S_ISDIR(st.st_mode))
-            h = (h ^ (uint64_t)st.st_mtim.tv_nsec ^ (uint64_t)st.st_mtim.tv_sec) * 1099511628211ULL;
+            h = rp_hash_u64(h, (uint64_t)st.st_mtim.tv_nsec ^ (uint64_t)st.st_mtim.tv_sec);
     }
     return h;
 }

@@ -19,6 +19,7 @@
 
 #include <libpq-fe.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/tasks.h"
@@ -101,20 +102,6 @@ struct pm_source {
     void *closed_arg;
 };
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /*-------------------------------------------------------------------------
  * Results to the loop
  *-------------------------------------------------------------------------
@@ -169,9 +156,9 @@ static void connect_failed_locked(pm_source *s, const char *why)
     }
     s->down = true;
     s->was_connected = false;
-    s->retry_at = mono_ms() + s->backoff_ms;
+    s->retry_at = rp_clock_mono_ms() + s->backoff_ms;
     s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
-    queue_locked(s, NULL, NULL, wall_ns(), 0);
+    queue_locked(s, NULL, NULL, rp_clock_wall_ns(), 0);
 }
 
 static void connected_locked(pm_source *s)
@@ -188,14 +175,14 @@ static void connected_locked(pm_source *s)
     s->backoff_ms = BACKOFF_MIN_MS;
     if (transition) {
         s->runtime_at = 0; /* re-read version and role */
-        queue_locked(s, NULL, NULL, wall_ns(), 1);
+        queue_locked(s, NULL, NULL, rp_clock_wall_ns(), 1);
     }
 }
 
 /* Open a connection with the lock released during the (blocking) connect. */
 static pm_conn *open_locked(pm_source *s)
 {
-    if (s->down && mono_ms() < s->retry_at)
+    if (s->down && rp_clock_mono_ms() < s->retry_at)
         return NULL; /* backing off: this tick is skipped */
     s->nopen++;
     pthread_mutex_unlock(&s->lock);
@@ -291,9 +278,9 @@ static void count_round_trip(pm_source *s)
 static int refresh_runtime(pm_source *s, pm_conn *c)
 {
     pthread_mutex_lock(&s->lock);
-    bool due = !s->role_known || mono_ms() - s->runtime_at >= s->opts->runtime_refresh_ms;
+    bool due = !s->role_known || rp_clock_mono_ms() - s->runtime_at >= s->opts->runtime_refresh_ms;
     if (due)
-        s->runtime_at = mono_ms(); /* one thread refreshes, the others go on */
+        s->runtime_at = rp_clock_mono_ms(); /* one thread refreshes, the others go on */
     pthread_mutex_unlock(&s->lock);
     if (!due)
         return 0;
@@ -360,7 +347,7 @@ static void metric_failed(pm_worker *w, const PGresult *res)
                   "10 minutes",
                   state);
         w->err_len = len;
-        w->skip_until = mono_ms() + 10 * 60 * 1000;
+        w->skip_until = rp_clock_mono_ms() + 10 * 60 * 1000;
     } else if (!w->failing)
         rp_log_at(RP_LOG_ERROR, w->src->def.name, w->def->name, PQresultErrorMessage(res),
                   "metric query failed (SQLSTATE %s)", state ? state : "?");
@@ -399,7 +386,7 @@ static bool over_caps(pm_worker *w, const PGresult *res)
               "result_max_rows/result_max_bytes); nothing stored, tried again in 10 minutes",
               (unsigned long long)rows, bytes > max_bytes ? "over " : "", (unsigned long long)bytes,
               (unsigned long long)max_rows, (unsigned long long)max_bytes);
-    w->skip_until = mono_ms() + 10 * 60 * 1000;
+    w->skip_until = rp_clock_mono_ms() + 10 * 60 * 1000;
     w->failing = true;
     pthread_mutex_lock(&w->src->lock);
     w->src->stats.fetch_errors++;
@@ -476,7 +463,7 @@ static int run_metric(pm_worker *w, pm_conn *c)
     pthread_mutex_lock(&s->lock);
     w->cancel = PQgetCancel(c->conn);
     pthread_mutex_unlock(&s->lock);
-    int64_t t = wall_ns();
+    int64_t t = rp_clock_wall_ns();
     PGresult *res = PQexec(c->conn, sql);
     pthread_mutex_lock(&s->lock);
     PQfreeCancel(w->cancel);
@@ -497,7 +484,7 @@ static int run_metric(pm_worker *w, pm_conn *c)
 static void fetch_once(pm_worker *w)
 {
     pm_source *s = w->src;
-    if (mono_ms() < w->skip_until)
+    if (rp_clock_mono_ms() < w->skip_until)
         return; /* the server cannot run this metric: tried again later */
     pm_conn *c = checkout(s);
     if (!c)
@@ -506,7 +493,7 @@ static void fetch_once(pm_worker *w)
     if (!broken && current_interval(w) > 0) {
         if (w->is_instance_up) {
             pthread_mutex_lock(&s->lock);
-            queue_locked(s, NULL, NULL, wall_ns(), 1);
+            queue_locked(s, NULL, NULL, rp_clock_wall_ns(), 1);
             pthread_mutex_unlock(&s->lock);
         } else {
             broken = run_metric(w, c) < 0;
@@ -551,14 +538,14 @@ static void *worker_main(void *arg)
     char name[16];
     snprintf(name, sizeof(name), "%s/%s", s->def.name, w->def->name);
     rp_task_label_thread("metric", name, s->def.name, w->def->name);
-    int64_t next = mono_ms();
+    int64_t next = rp_clock_mono_ms();
     while (!stopping(s)) {
-        record_lateness(s, mono_ms() - next);
+        record_lateness(s, rp_clock_mono_ms() - next);
         fetch_once(w);
         int iv = current_interval(w);
         int64_t step = (int64_t)(iv > 0 ? iv : w->interval_s[0] + w->interval_s[1]) * 1000;
         next += step;
-        for (int64_t now = mono_ms(); next <= now; next += step) {
+        for (int64_t now = rp_clock_mono_ms(); next <= now; next += step) {
             pthread_mutex_lock(&s->lock);
             s->stats.skipped_ticks++;
             pthread_mutex_unlock(&s->lock);

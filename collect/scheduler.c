@@ -6,6 +6,7 @@
 
 #include <string.h>
 
+#include "common/hash.h"
 #include "common/mem.h"
 
 void rp_sched_init(rp_sched *s)
@@ -31,13 +32,7 @@ int64_t rp_sched_gcd(int64_t a, int64_t b)
 
 int64_t rp_sched_phase_for(const char *name)
 {
-    /* FNV-1a: stable across runs and platforms. */
-    uint64_t h = 1469598103934665603ULL;
-    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-        h ^= *p;
-        h *= 1099511628211ULL;
-    }
-    return (int64_t)(h % 10000);
+    return (int64_t)(rp_hash_str(RP_HASH_INIT, name) % 10000); /* stable across runs */
 }
 
 /* First point of the grid (anchor + k * step, k >= 0) that is >= t. */

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/mem.h"
 
 static pthread_mutex_t task_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -29,13 +30,6 @@ typedef struct thread_labels {
 
 static thread_labels labelled[MAX_LABELLED];
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 void rp_task_register(rp_task *t, const char *role, const char *name, const char *metric)
 {
     t->role = role;
@@ -43,7 +37,7 @@ void rp_task_register(rp_task *t, const char *role, const char *name, const char
     t->metric = metric ? rp_strdup(metric) : NULL;
     if (!atomic_load(&t->state))
         atomic_store(&t->state, "idle"); /* keep a state set before registration */
-    t->started_ns = now_ns();
+    t->started_ns = rp_clock_mono_ns();
     pthread_mutex_lock(&task_lock);
     t->id = next_id++;
     t->prev = task_head.prev;
@@ -76,7 +70,7 @@ void rp_task_unregister(rp_task *t)
 
 size_t rp_task_snapshot(rp_task_info **out)
 {
-    uint64_t now = now_ns();
+    uint64_t now = rp_clock_mono_ns();
     pthread_mutex_lock(&task_lock);
     size_t n = 0;
     rp_task_info *v = rp_calloc(ntasks + 1, sizeof(*v));

@@ -12,6 +12,8 @@
 
 #include <zlib.h>
 
+#include "common/clock.h"
+#include "common/hash.h"
 #include "common/mem.h"
 #include "pprof/profile.pb-c.h"
 #include "pprof/sym.h"
@@ -67,10 +69,7 @@ struct rp_pbuild {
 
 static uint64_t hash_bytes(const char *s)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
+    return rp_hash_str(RP_HASH_INIT, s);
 }
 
 static uint64_t mix(uint64_t k)
@@ -119,9 +118,7 @@ static pmap_ent *pmap_start(pmap *m, uint64_t key, size_t *pos)
 rp_pbuild *rp_pbuild_new(void)
 {
     rp_pbuild *b = rp_calloc(1, sizeof(*b));
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    b->time_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    b->time_ns = rp_clock_wall_ns();
     rp_grow((void **)&b->strs, &b->cap_strs, 1, sizeof(char *));
     b->strs[b->nstrs++] = rp_strdup("");
     return b;

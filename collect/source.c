@@ -2,13 +2,14 @@
  *
  * The source reaper state machine.
  *
- *   IDLE --start--> RESOLVING --addresses--> CONNECTING --ok--> BUSY (runtime info)
+ *   IDLE --start--> OFFLINE --client up--> BUSY (runtime info)
  *   BUSY --all results read--> READY --tick due--> BUSY (one pipeline) --> READY ...
- *   any failure --> BACKOFF --timer--> RESOLVING
+ *   any failure --> OFFLINE (the client backs off, resolves, connects: pgio/client.h)
  *   stop: BUSY --> DRAINING --done or deadline--> CLOSING; other states --> CLOSING
  *
- * uv callbacks only translate their event and call step(); each state has one handler.
- * Only set_state() writes src->state. The object is freed in its last close callback.
+ * uv callbacks and the client's callback only translate their event and call step();
+ * each state has one handler. Only set_state() writes src->state. The object is freed
+ * when its timers and its client are closed.
  */
 #include "collect/source.h"
 
@@ -32,6 +33,7 @@
 #include "common/mem.h"
 #include "common/tasks.h"
 #include "model/batch.h"
+#include "pgio/client.h"
 #include "pgio/connstr.h"
 #include "pgio/pgconn.h"
 
@@ -45,24 +47,22 @@
 #define GUARD_DIVISOR      16 /* a result above 1/16 of a cap is read row by row next time */
 
 typedef enum rp_source_state {
-    RP_SOURCE_IDLE = 0,   /* created; waits for rp_source_start() */
-    RP_SOURCE_RESOLVING,  /* waits for uv_getaddrinfo of host[resolve_idx] */
-    RP_SOURCE_CONNECTING, /* waits for socket readiness asked by PQconnectPoll; deadline */
-    RP_SOURCE_BUSY,       /* a pipeline is in flight: flush and read results; deadline */
-    RP_SOURCE_READY,      /* connected and idle: tick timer armed, socket watched */
-    RP_SOURCE_BACKOFF,    /* waits to reconnect */
-    RP_SOURCE_DRAINING,   /* stop requested while BUSY: finish the batch, deadline */
-    RP_SOURCE_CLOSING,    /* handles closing; freed in the last close callback */
+    RP_SOURCE_IDLE = 0, /* created; waits for rp_source_start() */
+    RP_SOURCE_OFFLINE,  /* the client resolves, connects or backs off */
+    RP_SOURCE_BUSY,     /* a pipeline is in flight: flush and read results; deadline */
+    RP_SOURCE_READY,    /* connected and idle: tick timer armed, socket watched */
+    RP_SOURCE_DRAINING, /* stop requested while BUSY: finish the batch, deadline */
+    RP_SOURCE_CLOSING,  /* handles closing; freed in the last close callback */
 } rp_source_state;
 
-static const char *const state_names[] = {"idle",  "resolving", "connecting", "busy",
-                                          "ready", "backoff",   "draining",   "closing"};
+static const char *const state_names[] = {"idle",  "offline",  "busy",
+                                          "ready", "draining", "closing"};
 
 typedef enum rp_event {
+    EV_UP,       /* the client connected */
     EV_IO,       /* socket readiness in src->io_events */
     EV_IO_ERROR, /* poll reported an error */
     EV_DEADLINE, /* the state's deadline passed (io_timer) */
-    EV_RESOLVED, /* uv_getaddrinfo finished (src->resolve_status) */
     EV_RESUME,   /* continue reading after a yield (yield_timer) */
 } rp_event;
 
@@ -111,16 +111,9 @@ struct rp_source {
     rp_catalog *cat;
     char *masked_conn; /* conn_str with passwords masked, for messages */
 
-    rp_pgconn_params params; /* conn_str split up, with resolved addresses */
-    bool params_loaded;
-    size_t resolve_idx;
-    int resolve_status;
-    bool resolving;
-    uv_getaddrinfo_t resolver;
-
-    PGconn *conn;
+    rp_pgclient client; /* resolve, connect, back off; its conn while connected */
+    PGconn *conn;       /* client.conn while BUSY, READY or DRAINING, else NULL */
     FILE *trace;
-    rp_pgconn_watch watch; /* the poll handle on the connection's socket */
     int io_events;
     bool is_tcp;
     uv_timer_t tick_timer;
@@ -170,7 +163,6 @@ struct rp_source {
     bool over_cap;
     uv_timer_t yield_timer; /* resumes reading after a yield */
 
-    int backoff_ms;
     bool down_logged;
     bool was_connected;
     char last_error[256];
@@ -181,8 +173,6 @@ struct rp_source {
 };
 
 static void step(rp_source *src, rp_event ev);
-static void enter_resolving(rp_source *src);
-static void enter_connecting(rp_source *src);
 static void enter_ready(rp_source *src);
 static void enter_backoff(rp_source *src, const char *why);
 static void enter_closing(rp_source *src);
@@ -228,11 +218,19 @@ static const char *conn_error(rp_source *src)
  *-------------------------------------------------------------------------
  */
 
-static void on_poll(uv_poll_t *h, int status, int events)
+static void went_down(rp_source *src);
+
+static void on_client(void *owner, rp_pgclient_event ev)
 {
-    rp_source *src = h->data;
-    src->io_events = events;
-    step(src, status < 0 ? EV_IO_ERROR : EV_IO);
+    rp_source *src = owner;
+    if (ev == RP_PGCLIENT_EV_DOWN) {
+        went_down(src);
+    } else if (ev == RP_PGCLIENT_EV_UP) {
+        step(src, EV_UP);
+    } else {
+        src->io_events = src->client.io_events;
+        step(src, src->client.io_error ? EV_IO_ERROR : EV_IO);
+    }
 }
 
 static void on_io_timer(uv_timer_t *t)
@@ -249,43 +247,9 @@ static void on_yield_timer(uv_timer_t *t)
 
 static void on_tick_timer(uv_timer_t *t);
 
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-    rp_source *src = req->data;
-    src->resolving = false;
-    src->resolve_status = status;
-    if (status == 0)
-        rp_pgconn_set_addr(&src->params, src->resolve_idx, res);
-    uv_freeaddrinfo(res);
-    if (src->state == RP_SOURCE_CLOSING) {
-        if (--src->pending_closes == 0)
-            enter_closing(src); /* completes the free */
-        return;
-    }
-    step(src, EV_RESOLVED);
-}
-
-/*-------------------------------------------------------------------------
- * Socket watching
- *-------------------------------------------------------------------------
- */
-
-static void on_poll_closed(uv_handle_t *h)
-{
-    rp_source *src = h->data;
-    rp_free(h);
-    if (src && --src->pending_closes == 0 && src->state == RP_SOURCE_CLOSING)
-        enter_closing(src);
-}
-
-static void unwatch(rp_source *src)
-{
-    rp_pgconn_watch_stop(&src->watch);
-}
-
 static int watch(rp_source *src, int events)
 {
-    return rp_pgconn_watch_set(&src->watch, src->conn, events);
+    return rp_pgclient_watch(&src->client, events);
 }
 
 /* Forget the rows kept for the current item; a large arena is given back. */
@@ -301,13 +265,10 @@ static void drop_rows(rp_source *src)
     rp_buf_reset(&src->arena);
 }
 
+/* Forget what belonged to the connection (the client finishes the PGconn itself). */
 static void disconnect(rp_source *src)
 {
-    unwatch(src);
-    if (src->conn) {
-        PQfinish(src->conn);
-        src->conn = NULL;
-    }
+    src->conn = NULL;
     if (src->trace) {
         fclose(src->trace);
         src->trace = NULL;
@@ -543,75 +504,6 @@ int rp_source_check_conn_str(const char *conn_str, char *err, size_t errlen)
     return rc;
 }
 
-static void enter_resolving(rp_source *src)
-{
-    set_state(src, RP_SOURCE_RESOLVING);
-    if (!src->params_loaded) {
-        char err[200];
-        if (rp_pgconn_params_load(&src->params, src->def.conn_str, err, sizeof(err)) < 0) {
-            snprintf(src->last_error, sizeof(src->last_error), "invalid conn_str: %s", err);
-            rp_pgconn_params_fini(&src->params);
-            enter_backoff(src, src->last_error);
-            return;
-        }
-        src->params_loaded = true;
-    }
-    src->resolve_idx = rp_pgconn_next_lookup(&src->params, src->resolve_idx);
-    if (src->resolve_idx >= src->params.nhosts) {
-        enter_connecting(src);
-        return;
-    }
-    struct addrinfo hints;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    src->resolver.data = src;
-    int rc = uv_getaddrinfo(src->opts->loop, &src->resolver, on_resolved,
-                            src->params.hosts[src->resolve_idx], NULL, &hints);
-    if (rc < 0) {
-        snprintf(src->last_error, sizeof(src->last_error), "could not resolve \"%s\": %s",
-                 src->params.hosts[src->resolve_idx], uv_strerror(rc));
-        enter_backoff(src, src->last_error);
-        return;
-    }
-    src->resolving = true;
-    arm_deadline(src, (uint64_t)src->opts->connect_timeout_ms);
-}
-
-static void step_resolving(rp_source *src, rp_event ev)
-{
-    if (ev == EV_DEADLINE) {
-        uv_cancel((uv_req_t *)&src->resolver); /* on_resolved runs with UV_EAI_CANCELED */
-        return;
-    }
-    if (ev != EV_RESOLVED)
-        return;
-    if (src->resolve_status < 0) {
-        snprintf(src->last_error, sizeof(src->last_error), "could not resolve host \"%s\": %s",
-                 src->params.hosts[src->resolve_idx], uv_strerror(src->resolve_status));
-        enter_backoff(src, src->last_error);
-        return;
-    }
-    src->resolve_idx++;
-    enter_resolving(src);
-}
-
-static void enter_connecting(rp_source *src)
-{
-    set_state(src, RP_SOURCE_CONNECTING);
-    src->conn = rp_pgconn_start(&src->params, "pgreaper");
-    if (!src->conn || PQstatus(src->conn) == CONNECTION_BAD) {
-        enter_backoff(src, conn_error(src));
-        return;
-    }
-    /* libpq: behave as if PQconnectPoll had returned PGRES_POLLING_WRITING. */
-    if (watch(src, UV_WRITABLE) < 0) {
-        enter_backoff(src, "could not watch the connection's socket");
-        return;
-    }
-    arm_deadline(src, (uint64_t)src->opts->connect_timeout_ms);
-}
-
 static void detect_tcp(rp_source *src)
 {
     struct sockaddr_storage ss;
@@ -638,7 +530,8 @@ static void start_trace(rp_source *src)
 
 static void connected(rp_source *src)
 {
-    if (PQsetnonblocking(src->conn, 1) != 0 || PQenterPipelineMode(src->conn) != 1) {
+    src->conn = src->client.conn;
+    if (PQenterPipelineMode(src->conn) != 1) {
         enter_backoff(src, conn_error(src));
         return;
     }
@@ -649,52 +542,41 @@ static void connected(rp_source *src)
     send_pipeline(src, NULL, 0, true);
 }
 
-static void step_connecting(rp_source *src, rp_event ev)
+static void step_offline(rp_source *src, rp_event ev)
 {
-    if (ev == EV_DEADLINE) {
-        snprintf(src->last_error, sizeof(src->last_error), "timeout expired after %d ms",
-                 src->opts->connect_timeout_ms);
-        enter_backoff(src, src->last_error);
-        return;
-    }
-    if (ev != EV_IO && ev != EV_IO_ERROR)
-        return;
-    int wait = rp_pgconn_poll_wait(PQconnectPoll(src->conn));
-    if (wait == 0) {
+    if (ev == EV_UP)
         connected(src);
-        return;
-    }
-    if (wait < 0) {
-        enter_backoff(src, conn_error(src));
-        return;
-    }
-    if (watch(src, wait) < 0)
-        enter_backoff(src, "could not watch the connection's socket");
 }
 
 /*-------------------------------------------------------------------------
- * Backoff
+ * Going down
  *-------------------------------------------------------------------------
  */
 
+/* Give the connection up: the client finishes it, schedules the next attempt and reports
+ * EV_DOWN, which went_down() handles (also when an attempt to connect failed). */
 static void enter_backoff(rp_source *src, const char *why)
 {
-    bool was_up = src->was_connected;
-    char reason[256];
-    snprintf(reason, sizeof(reason), "%s", why ? why : "unknown error");
+    rp_pgclient_fail(&src->client, why);
+}
+
+static void went_down(rp_source *src)
+{
+    bool was_up = src->was_connected, draining = src->state == RP_SOURCE_DRAINING;
+    const char *reason = src->client.error;
     disconnect(src);
     uv_timer_stop(&src->tick_timer);
-    set_state(src, RP_SOURCE_BACKOFF);
+    set_state(src, RP_SOURCE_OFFLINE);
+    snprintf(src->last_error, sizeof(src->last_error), "%s", reason);
     src->reset_why[0] = '\0'; /* reconnecting resets the session anyway */
     src->tainted = false;
     apply_pending(src);
-    src->resolve_idx = 0;
     if (was_up)
         src->stats.disconnects++;
     else
         src->stats.connect_failures++;
     if (!src->down_logged) {
-        if (src->was_connected)
+        if (was_up)
             rp_log_at(RP_LOG_ERROR, src->def.name, NULL, reason, "lost connection to source");
         else
             rp_log_at(RP_LOG_ERROR, src->def.name, NULL, reason,
@@ -705,16 +587,8 @@ static void enter_backoff(rp_source *src, const char *why)
     }
     src->was_connected = false;
     emit_instance_up(src, false);
-    uint64_t spread = (uint64_t)src->backoff_ms / 5 + 1;
-    int jitter = (int)((rp_hash_str(RP_HASH_INIT, src->def.name) ^ now_ms(src)) % spread);
-    arm_deadline(src, (uint64_t)(src->backoff_ms - src->backoff_ms / 10 + jitter));
-    src->backoff_ms = src->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : src->backoff_ms * 2;
-}
-
-static void step_backoff(rp_source *src, rp_event ev)
-{
-    if (ev == EV_DEADLINE)
-        enter_resolving(src);
+    if (draining) /* stopping: no reconnect */
+        enter_closing(src);
 }
 
 /*-------------------------------------------------------------------------
@@ -1260,7 +1134,8 @@ static void reset_session(rp_source *src)
     src->stats.session_resets++;
     disconnect(src);
     uv_timer_stop(&src->tick_timer);
-    enter_resolving(src);
+    set_state(src, RP_SOURCE_OFFLINE);
+    rp_pgclient_reset(&src->client);
 }
 
 static void batch_done(rp_source *src)
@@ -1268,11 +1143,13 @@ static void batch_done(rp_source *src)
     apply_pending(src);
     if (!src->was_connected) {
         src->was_connected = true;
-        src->backoff_ms = BACKOFF_MIN_MS;
+        rp_pgclient_settled(&src->client);
+        char version[16];
         rp_log_at(RP_LOG_INFO, src->def.name, NULL, NULL,
-                  "%s to source (PostgreSQL %d.%d, %s, %zu metrics)",
-                  src->down_logged ? "reconnected" : "connected", src->server_version / 10000,
-                  src->server_version % 100, src->in_recovery ? "standby" : "primary", src->nslots);
+                  "%s to source (PostgreSQL %s, %s, %zu metrics)",
+                  src->down_logged ? "reconnected" : "connected",
+                  rp_pgconn_version_str(src->server_version, version, sizeof(version)),
+                  src->in_recovery ? "standby" : "primary", src->nslots);
         src->down_logged = false;
         emit_instance_up(src, true);
     }
@@ -1440,11 +1317,8 @@ static void step_ready(rp_source *src, rp_event ev)
 static void step(rp_source *src, rp_event ev)
 {
     switch (src->state) {
-    case RP_SOURCE_RESOLVING:
-        step_resolving(src, ev);
-        break;
-    case RP_SOURCE_CONNECTING:
-        step_connecting(src, ev);
+    case RP_SOURCE_OFFLINE:
+        step_offline(src, ev);
         break;
     case RP_SOURCE_BUSY:
     case RP_SOURCE_DRAINING:
@@ -1452,9 +1326,6 @@ static void step(rp_source *src, rp_event ev)
         break;
     case RP_SOURCE_READY:
         step_ready(src, ev);
-        break;
-    case RP_SOURCE_BACKOFF:
-        step_backoff(src, ev);
         break;
     case RP_SOURCE_IDLE:
     case RP_SOURCE_CLOSING:
@@ -1477,12 +1348,16 @@ rp_source *rp_source_create(const rp_source_opts *opts, const rp_source_def *def
     rp_connstr_mask(def->conn_str, &m);
     src->masked_conn = m.data ? m.data : rp_strdup("");
     src->cur_timeout_ms = -1;
-    src->backoff_ms = BACKOFF_MIN_MS;
     rp_task_register(&src->task, "source", def->name, NULL);
     rp_task_set_state(&src->task, state_names[src->state]);
     rp_sched_init(&src->sched);
-    rp_pgconn_watch_init(&src->watch, opts->loop, on_poll, on_poll_closed, src,
-                         &src->pending_closes);
+    rp_pgclient_opts co = {.application_name = "pgreaper",
+                           .connect_timeout_ms = opts->connect_timeout_ms,
+                           .backoff_min_ms = BACKOFF_MIN_MS,
+                           .backoff_max_ms = BACKOFF_MAX_MS,
+                           .jitter_seed = rp_hash_str(RP_HASH_INIT, def->name),
+                           .task = &src->task};
+    rp_pgclient_init(&src->client, opts->loop, def->conn_str, &co, on_client, src);
     uv_timer_init(opts->loop, &src->tick_timer);
     uv_timer_init(opts->loop, &src->io_timer);
     uv_timer_init(opts->loop, &src->yield_timer);
@@ -1493,8 +1368,10 @@ rp_source *rp_source_create(const rp_source_opts *opts, const rp_source_def *def
 
 void rp_source_start(rp_source *src)
 {
-    if (src->state == RP_SOURCE_IDLE)
-        enter_resolving(src);
+    if (src->state == RP_SOURCE_IDLE) {
+        set_state(src, RP_SOURCE_OFFLINE);
+        rp_pgclient_connect(&src->client);
+    }
 }
 
 void rp_source_update(rp_source *src, const rp_source_def *def, rp_catalog *cat)
@@ -1527,7 +1404,6 @@ static void free_source(rp_source *src)
         rp_source_stats_add(src->opts->retired, &src->stats);
     rp_source_closed_cb cb = src->closed_cb;
     void *arg = src->closed_arg;
-    rp_pgconn_params_fini(&src->params);
     rp_sched_fini(&src->sched);
     rp_free(src->slots);
     rp_free(src->due);
@@ -1545,31 +1421,27 @@ static void free_source(rp_source *src)
         cb(arg);
 }
 
-static void on_timer_closed(uv_handle_t *h)
+static void on_part_closed(void *owner)
 {
-    rp_source *src = h->data;
+    rp_source *src = owner;
     if (--src->pending_closes == 0)
         free_source(src);
 }
 
+static void on_timer_closed(uv_handle_t *h)
+{
+    on_part_closed(h->data);
+}
+
 static void enter_closing(rp_source *src)
 {
-    if (src->state != RP_SOURCE_CLOSING) {
-        set_state(src, RP_SOURCE_CLOSING);
-        disconnect(src);
-        src->pending_closes += 3;
-        if (src->resolving) {
-            src->pending_closes++;
-            uv_cancel((uv_req_t *)&src->resolver);
-        }
-        uv_close((uv_handle_t *)&src->tick_timer, on_timer_closed);
-        uv_close((uv_handle_t *)&src->io_timer, on_timer_closed);
-        uv_close((uv_handle_t *)&src->yield_timer, on_timer_closed);
-        return;
-    }
-    /* Called again by the resolver callback when it was the last pending close. */
-    if (src->pending_closes == 0)
-        free_source(src);
+    set_state(src, RP_SOURCE_CLOSING);
+    disconnect(src);
+    src->pending_closes += 4;
+    rp_pgclient_close(&src->client, on_part_closed);
+    uv_close((uv_handle_t *)&src->tick_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&src->io_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&src->yield_timer, on_timer_closed);
 }
 
 void rp_source_stop(rp_source *src, int drain_ms, rp_source_closed_cb cb, void *arg)
@@ -1604,6 +1476,8 @@ const rp_source_stats *rp_source_get_stats(const rp_source *src)
 
 const char *rp_source_state_name(const rp_source *src)
 {
+    if (src->state == RP_SOURCE_OFFLINE)
+        return rp_pgclient_state_name(&src->client); /* resolving, connecting, backoff */
     return state_names[src->state];
 }
 

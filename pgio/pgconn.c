@@ -245,6 +245,15 @@ int rp_pgconn_watch_set(rp_pgconn_watch *w, const PGconn *conn, int events)
     return 0;
 }
 
+const char *rp_pgconn_version_str(int v, char *out, size_t len)
+{
+    if (v >= 100000)
+        snprintf(out, len, "%d.%d", v / 10000, v % 10000);
+    else
+        snprintf(out, len, "%d.%d.%d", v / 10000, v / 100 % 100, v % 100);
+    return out;
+}
+
 int rp_pgconn_poll_wait(int polling_status)
 {
     switch ((PostgresPollingStatusType)polling_status) {

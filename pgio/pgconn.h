@@ -78,6 +78,9 @@ RP_NODISCARD int rp_pgconn_watch_set(rp_pgconn_watch *w, const struct pg_conn *c
 /* Stop watching (before PQfinish closes the socket). */
 void rp_pgconn_watch_stop(rp_pgconn_watch *w);
 
+/* A server_version_num as people write it: 150004 -> "15.4", 90624 -> "9.6.24". */
+const char *rp_pgconn_version_str(int version_num, char *out, size_t len);
+
 /* What a PQconnectPoll status waits for: UV_READABLE or UV_WRITABLE; 0 when connected;
  * -1 when the attempt failed. */
 int rp_pgconn_poll_wait(int polling_status);

@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: PostgreSQL
+ *
+ * One libpq connection on the loop, from a conn_str to a connected non-blocking PGconn,
+ * shared by the source reaper and the PostgreSQL sink:
+ *
+ *   OFF --connect--> RESOLVING --addresses--> CONNECTING --ok--> UP
+ *   RESOLVING/CONNECTING --failure or deadline--> BACKOFF --timer--> RESOLVING
+ *   UP --rp_pgclient_fail--> BACKOFF;  UP --rp_pgclient_reset--> RESOLVING (no backoff)
+ *   any --rp_pgclient_close--> CLOSED (handles closing, then the closed callback)
+ *
+ * Host names are resolved with uv_getaddrinfo (libpq would block the loop), the attempt
+ * runs PQconnectPoll on socket readiness under connect_timeout_ms, and failures back off
+ * from backoff_min_ms, doubling up to backoff_max_ms, with up to ±10% jitter so that a
+ * fleet does not reconnect in step.
+ *
+ * Everything the owner hears comes through one callback: UP (c->conn is connected and
+ * non-blocking: the owner drives it and watches its socket with rp_pgclient_watch), IO
+ * (the socket is ready while UP), DOWN (an attempt failed or the owner called
+ * rp_pgclient_fail: c->conn is already finished, c->error says why, the next attempt is
+ * scheduled). The client never logs: its owner knows what the connection is for.
+ * Loop thread only.
+ */
+#ifndef RP_PGIO_CLIENT_H
+#define RP_PGIO_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <uv.h>
+
+#include "common/compiler.h"
+#include "common/tasks.h"
+#include "pgio/pgconn.h"
+
+struct pg_conn;
+
+typedef enum rp_pgclient_state {
+    RP_PGCLIENT_OFF = 0,    /* created; waits for rp_pgclient_connect */
+    RP_PGCLIENT_RESOLVING,  /* waits for uv_getaddrinfo of hosts[resolve_idx]; deadline */
+    RP_PGCLIENT_CONNECTING, /* waits for the socket as PQconnectPoll asks; deadline */
+    RP_PGCLIENT_UP,         /* connected: the owner's */
+    RP_PGCLIENT_BACKOFF,    /* waits to try again */
+    RP_PGCLIENT_CLOSED,     /* rp_pgclient_close was called */
+} rp_pgclient_state;
+
+typedef enum rp_pgclient_event {
+    RP_PGCLIENT_EV_UP,   /* connected */
+    RP_PGCLIENT_EV_IO,   /* socket ready while UP: io_events, io_error */
+    RP_PGCLIENT_EV_DOWN, /* attempt failed or connection given up: error; backing off */
+} rp_pgclient_event;
+
+typedef void (*rp_pgclient_cb)(void *owner, rp_pgclient_event ev);
+
+typedef struct rp_pgclient_opts {
+    const char *application_name; /* a string literal, unless the conn_str sets one */
+    int connect_timeout_ms;       /* for resolving and for connecting */
+    int backoff_min_ms;
+    int backoff_max_ms;
+    uint64_t jitter_seed; /* e.g. a hash of the owner's name */
+    rp_task *task;        /* NULL, or a task whose state follows the client's until UP */
+} rp_pgclient_opts;
+
+typedef struct rp_pgclient {
+    rp_pgclient_state state;
+    struct pg_conn *conn; /* non-NULL in CONNECTING and UP */
+    int io_events;        /* of the last EV_IO: UV_READABLE | UV_WRITABLE */
+    bool io_error;        /* ... and whether the poll reported an error */
+    char error[256];      /* why the last attempt failed or the connection was given up */
+    bool ever_up;         /* connected at least once */
+    int retry_in_ms;      /* the backoff scheduled by the last DOWN */
+
+    /* private */
+    uv_loop_t *loop;
+    rp_pgclient_opts opts;
+    rp_pgclient_cb cb;
+    void *owner;
+    char *conn_str; /* owned; holds the password: used to connect, never shown */
+    rp_pgconn_params params;
+    bool params_loaded;
+    size_t resolve_idx;
+    bool resolving;
+    uv_getaddrinfo_t resolver;
+    rp_pgconn_watch watch;
+    uv_timer_t timer; /* resolve and connect deadline, backoff */
+    int backoff_ms;
+    unsigned pending_closes;
+    void (*closed_cb)(void *owner);
+} rp_pgclient;
+
+/* Set up c (its memory is the owner's and must stay put). conn_str is copied. Nothing
+ * happens until rp_pgclient_connect. */
+void rp_pgclient_init(rp_pgclient *c, uv_loop_t *loop, const char *conn_str,
+                      const rp_pgclient_opts *opts, rp_pgclient_cb cb, void *owner);
+/* Start connecting now (from OFF, or cutting a BACKOFF short). */
+void rp_pgclient_connect(rp_pgclient *c);
+/* Watch the socket while UP: events are UV_READABLE and/or UV_WRITABLE. 0 or -errno. */
+RP_NODISCARD int rp_pgclient_watch(rp_pgclient *c, int events);
+/* The owner gives the connection up (lost, broken, timed out): why (NULL: libpq's error)
+ * goes to c->error, the connection is finished, a retry is scheduled, and EV_DOWN is
+ * delivered before this returns. */
+void rp_pgclient_fail(rp_pgclient *c, const char *why);
+/* Finish the connection and connect again at once, without a DOWN event or a backoff. */
+void rp_pgclient_reset(rp_pgclient *c);
+/* The connection proved usable: the next backoff starts from the minimum again. */
+void rp_pgclient_settled(rp_pgclient *c);
+/* libpq's current error (passwords scrubbed, no trailing newline) into c->error. */
+const char *rp_pgclient_conn_error(rp_pgclient *c);
+/* "resolving", "connecting", "up", "backoff", ... */
+const char *rp_pgclient_state_name(const rp_pgclient *c);
+/* Finish the connection, cancel the lookup, close the handles; closed_cb(owner) runs
+ * when all are closed (never from within this call). No more events after this. */
+void rp_pgclient_close(rp_pgclient *c, void (*closed_cb)(void *owner));
+
+#endif /* RP_PGIO_CLIENT_H */

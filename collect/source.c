@@ -265,9 +265,12 @@ static void drop_rows(rp_source *src)
     rp_buf_reset(&src->arena);
 }
 
-/* Forget what belonged to the connection (the client finishes the PGconn itself). */
+/* Forget what belonged to the connection (the client finishes the PGconn itself, after
+ * this, or already did: then src->conn was cleared first). */
 static void disconnect(rp_source *src)
 {
+    if (src->conn && src->trace)
+        PQuntrace(src->conn);
     src->conn = NULL;
     if (src->trace) {
         fclose(src->trace);
@@ -564,6 +567,7 @@ static void went_down(rp_source *src)
 {
     bool was_up = src->was_connected, draining = src->state == RP_SOURCE_DRAINING;
     const char *reason = src->client.error;
+    src->conn = NULL; /* finished by the client */
     disconnect(src);
     uv_timer_stop(&src->tick_timer);
     set_state(src, RP_SOURCE_OFFLINE);

@@ -45,7 +45,6 @@ typedef struct rp_reaper {
     size_t live;
     uv_signal_t sig_hup, sig_term, sig_int;
     uv_timer_t refresh;
-    uv_prepare_t sink_check;
     bool shutting_down;
     rp_source_stats totals;      /* of sources that were stopped */
     const rp_collector_ops *ops; /* batch or per-metric collectors */
@@ -295,26 +294,6 @@ static void reload(rp_reaper *r, const char *why)
  */
 
 /* Once per loop iteration: log a sink starting or stopping to fail (transitions only). */
-static void on_sink_check(uv_prepare_t *h)
-{
-    rp_reaper *r = h->data;
-    for (size_t i = 0; i < r->sinks.n; i++) {
-        rp_sink *k = r->sinks.v[i];
-        if (k->failing == k->failing_reported)
-            continue;
-        if (k->failing) {
-            rp_log_error("%s", k->last_error);
-            k->dropped_at_failure = k->stats.rows_dropped;
-        } else {
-            rp_log_info("sink \"%s\" works again; %llu rows could not be written while it "
-                        "failed",
-                        k->uri,
-                        (unsigned long long)(k->stats.rows_dropped - k->dropped_at_failure));
-        }
-        k->failing_reported = k->failing;
-    }
-}
-
 static void on_refresh(uv_timer_t *t)
 {
     rp_reaper *r = t->data;
@@ -397,15 +376,11 @@ static void on_sinks_closed(void *arg)
     uv_close((uv_handle_t *)&r->sig_term, NULL);
     uv_close((uv_handle_t *)&r->sig_int, NULL);
     uv_close((uv_handle_t *)&r->refresh, NULL);
-    uv_close((uv_handle_t *)&r->sink_check, NULL);
 }
 
 static void shutdown_finish(rp_reaper *r)
 {
     (void)rp_sinks_flush(&r->sinks);
-    /* Sinks free themselves as they finish closing, some later than others: nothing may
-     * look at the sink array from now on. */
-    uv_prepare_stop(&r->sink_check);
     if (r->http)
         rp_http_close(r->http, NULL, NULL);
     r->http = NULL;
@@ -572,9 +547,6 @@ static int init_loop(rp_reaper *r)
     if (r->opts->refresh_s > 0)
         uv_timer_start(&r->refresh, on_refresh, (uint64_t)r->opts->refresh_s * 1000,
                        (uint64_t)r->opts->refresh_s * 1000);
-    uv_prepare_init(&r->loop, &r->sink_check);
-    r->sink_check.data = r;
-    uv_prepare_start(&r->sink_check, on_sink_check);
     return 0;
 }
 

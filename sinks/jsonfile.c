@@ -128,10 +128,8 @@ static int jf_flush(rp_sink *base)
             continue;
         if (w < 0) {
             int e = errno;
-            snprintf(base->last_error, sizeof(base->last_error), "could not write to \"%s\": %s",
-                     base->uri, strerror(e));
             base->stats.write_errors++;
-            base->failing = true;
+            rp_sink_failed(base, NULL, "could not write to \"%s\": %s", base->uri, strerror(e));
             base->stats.rows_dropped += s->buffered_rows;
             base->stats.bytes += off;
             s->buffered_rows = 0;
@@ -141,7 +139,9 @@ static int jf_flush(rp_sink *base)
         }
         off += (size_t)w;
     }
-    base->failing = false;
+    rp_sink_recovered(
+        base, "sink \"%s\" works again; %llu rows could not be written while it failed", base->uri,
+        (unsigned long long)(base->stats.rows_dropped - base->dropped_at_failure));
     base->stats.bytes += off;
     base->stats.rows_written += s->buffered_rows;
     s->buffered_rows = 0;

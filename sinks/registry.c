@@ -3,9 +3,11 @@
  * Sink registry and fan-out: every --sink URI is matched by scheme to its ops.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "common/mem.h"
 #include "sinks/sink.h"
 
@@ -99,6 +101,32 @@ int rp_sinks_flush(rp_sinks *s)
 }
 
 _Static_assert(sizeof(rp_sink_stats) % sizeof(uint64_t) == 0, "rp_sink_stats: uint64_t only");
+
+void rp_sink_failed(rp_sink *k, const char *detail, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(k->last_error, sizeof(k->last_error), fmt, ap);
+    va_end(ap);
+    if (k->failing)
+        return;
+    k->failing = true;
+    k->dropped_at_failure = k->stats.rows_dropped;
+    rp_log_at(RP_LOG_ERROR, NULL, NULL, detail, "%s", k->last_error);
+}
+
+void rp_sink_recovered(rp_sink *k, const char *fmt, ...)
+{
+    if (!k->failing)
+        return;
+    k->failing = false;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    rp_log_info("%s", msg);
+}
 
 void rp_sink_stats_add(rp_sink_stats *to, const rp_sink_stats *from)
 {

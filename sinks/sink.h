@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: PostgreSQL
  *
  * The sink interface. A sink receives batches on the loop thread, buffers them and
- * writes them out on its own schedule (its timers live on the same loop); flush writes
- * everything now. write_batch must copy whatever it keeps: the batch and the PGresult
- * behind it are freed when it returns. Sinks never log; they count (write_errors,
- * rows_dropped), keep last_error, and the reaper reports transitions.
+ * writes them out on its own schedule (its timers live on the same loop); flush starts
+ * writing what waits now. write_batch must copy whatever it keeps: the batch and the
+ * PGresult behind it are freed when it returns. A sink counts (write_errors,
+ * rows_dropped), keeps failing and last_error current for /debug/vars, and logs its own
+ * transitions once each through rp_sink_failed() and rp_sink_recovered().
  *
  * rp_sinks is the fan-out over every --sink given.
  */
@@ -43,6 +44,12 @@ typedef struct rp_sink_stats {
     uint64_t rows_spooled_at_exit; /* rows left in the spool at exit, for the next start */
 } rp_sink_stats;
 
+/* The sink's writes fail: the message becomes last_error and, when the sink was working
+ * until now, is logged as an error with detail (may be NULL). */
+void rp_sink_failed(rp_sink *k, const char *detail, const char *fmt, ...) RP_PRINTF(3, 4);
+/* The sink works again: logged (info) only when it was failing. */
+void rp_sink_recovered(rp_sink *k, const char *fmt, ...) RP_PRINTF(2, 3);
+
 /* Add every counter of from to to (gauges such as buffered_bytes add up too). */
 void rp_sink_stats_add(rp_sink_stats *to, const rp_sink_stats *from);
 
@@ -75,7 +82,10 @@ typedef struct rp_sink_ops {
      * 0, or -EINVAL with a message (passwords masked) in err. */
     int (*check)(const char *uri, char *err, size_t errlen);
     void (*write_batch)(rp_sink *sink, const rp_batch *batch);
-    /* Write out everything buffered now. 0 or negative errno (message in last_error). */
+    /* Start writing what is buffered now: the JSON file sink writes it all before
+     * returning; the PostgreSQL sink starts a COPY of the oldest table's rows when none is
+     * in flight and goes on until the buffer is empty. 0 or negative errno (message in
+     * last_error). */
     int (*flush)(rp_sink *sink);
     /* Write what is buffered (waiting at most opts->shutdown_timeout_ms), report what
      * could not be written in last_error and stats, release everything, then call cb
@@ -89,12 +99,10 @@ struct rp_sink {
     char *uri; /* owned, for messages (never holds a password: see rp_connstr_mask) */
     rp_sink_stats stats;
     char last_error[256];
-    bool failing; /* set by the sink: its last write attempt failed */
-    /* owned by the reaper, for logging transitions only */
-    bool failing_reported;
-    uint64_t dropped_at_failure;
-    rp_task task; /* in the goroutine profile; registered by rp_sinks_open, the sink
-                   * updates its state and unregisters it before freeing itself */
+    bool failing;                /* its last write attempt failed (rp_sink_failed) */
+    uint64_t dropped_at_failure; /* rows_dropped when it started failing */
+    rp_task task;                /* in the goroutine profile; registered by rp_sinks_open, the sink
+                                  * updates its state and unregisters it before freeing itself */
 };
 
 typedef void (*rp_sinks_closed_cb)(void *arg);

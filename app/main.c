@@ -61,8 +61,8 @@ static int check_flags(const rp_options *o, char *err, size_t errlen)
         return -EINVAL;
     }
     size_t pg_sinks = 0;
-    for (size_t i = 0; i < o->nsinks; i++)
-        pg_sinks += strncmp(o->sinks[i], "jsonfile:", 9) != 0;
+    for (size_t i = 0; i < o->sinks.n; i++)
+        pg_sinks += strncmp(o->sinks.v[i], "jsonfile:", 9) != 0;
     if (o->sink_spool && pg_sinks != 1) {
         snprintf(err, errlen, "--sink-spool needs exactly one PostgreSQL sink (%zu given)",
                  pg_sinks);
@@ -102,7 +102,7 @@ int main(int argc, char **argv)
         rc = 0;
     } else if (o.check) {
         rc = run_check(&o);
-    } else if (!o.sources || o.nsinks == 0) {
+    } else if (!o.sources || o.sinks.n == 0) {
         fprintf(stderr, "pgreaper: %s\nTry \"pgreaper --help\" for more information.\n",
                 !o.sources
                     ? "no sources given: use --sources FILE|DIR"

@@ -87,9 +87,9 @@ int rp_reaper_load(const rp_options *o, rp_catalog **cat_out, rp_source_set **se
             rp_log_debug("sources are invalid");
         check_conn_strs(set, diag);
     }
-    for (size_t i = 0; i < o->nsinks; i++) {
+    for (size_t i = 0; i < o->sinks.n; i++) {
         char err[256];
-        if (rp_sinks_check_uri(o->sinks[i], err, sizeof(err)) < 0)
+        if (rp_sinks_check_uri(o->sinks.v[i], err, sizeof(err)) < 0)
             rp_diag_add(diag, NULL, "%s", err);
     }
     if (diag->count > before) {
@@ -146,11 +146,11 @@ static uint64_t current_fingerprint(const rp_reaper *r)
 
 static bool group_selected(const rp_options *o, const rp_source_def *d)
 {
-    if (o->ngroups == 0)
+    if (o->groups.n == 0)
         return true;
     const char *g = d->group ? d->group : "default";
-    for (size_t i = 0; i < o->ngroups; i++) {
-        if (strcmp(o->groups[i], g) == 0)
+    for (size_t i = 0; i < o->groups.n; i++) {
+        if (strcmp(o->groups.v[i], g) == 0)
             return true;
     }
     return false;
@@ -513,7 +513,7 @@ static int init_loop(rp_reaper *r)
         .connect_timeout_ms = (int64_t)r->opts->connect_timeout_s * 1000,
         .metric_tables = r->metric_tables.data,
     };
-    if (rp_sinks_open(&r->sinks, (const char *const *)r->opts->sinks, r->opts->nsinks, &r->loop,
+    if (rp_sinks_open(&r->sinks, (const char *const *)r->opts->sinks.v, r->opts->sinks.n, &r->loop,
                       &so, err, sizeof(err)) < 0) {
         rp_log_error("could not open sink: %s", err);
         if (r->http)

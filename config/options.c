@@ -57,7 +57,7 @@ const rp_opt_def rp_opt_table[] = {
     {"maintenance-interval", "PGREAPER_MAINTENANCE_INTERVAL", RP_OPT_DURATION,
      OFF(maintenance_interval_ms), 0, 31LL * 86400000, "DURATION", "12 hours",
      "PostgreSQL sink: how often retention and the dbname listing run (0: never)"},
-    {"interval-scale", "PGREAPER_INTERVAL_SCALE", RP_OPT_DOUBLE, OFF(interval_scale), 0, 0,
+    {"interval-scale", "PGREAPER_INTERVAL_SCALE", RP_OPT_DOUBLE, OFF(interval_scale), 0, 1000,
      "FACTOR", "1", "multiply every metric interval (e.g. 0.05 for tests; at least 1 s)"},
     {"no-prepared", "PGREAPER_NO_PREPARED", RP_OPT_BOOL, OFF(no_prepared), 0, 0, NULL, "off",
      "do not use prepared statements (for poolers in transaction mode)"},
@@ -133,8 +133,8 @@ void rp_options_fini(rp_options *o)
     rp_free(o->sink_spool);
     rp_free(o->mode);
     rp_free(o->pprof_token);
-    free_list(o->sinks, o->nsinks);
-    free_list(o->groups, o->ngroups);
+    free_list(o->sinks.v, o->sinks.n);
+    free_list(o->groups.v, o->groups.n);
     memset(o, 0, sizeof(*o));
 }
 
@@ -203,10 +203,9 @@ static int parse_bool(const char *s, bool *out)
 
 static void list_add(rp_options *o, const rp_opt_def *d, const char *v)
 {
-    char ***list = (char ***)((char *)o + d->offset);
-    size_t *n = d->offset == OFF(sinks) ? &o->nsinks : &o->ngroups;
-    *list = rp_reallocarray(*list, *n + 1, sizeof(char *));
-    (*list)[(*n)++] = rp_strdup(v);
+    rp_opt_list *l = (rp_opt_list *)((char *)o + d->offset);
+    l->v = rp_reallocarray(l->v, l->n + 1, sizeof(char *));
+    l->v[l->n++] = rp_strdup(v);
 }
 
 /* Apply one value; from_env splits lists on whitespace. */
@@ -251,8 +250,10 @@ static int apply(rp_options *o, const rp_opt_def *d, const char *v, bool from_en
     case RP_OPT_DOUBLE: {
         errno = 0;
         double x = strtod(v, &end);
-        if (errno || end == v || *end || !(x > 0) || x > 1000) {
-            snprintf(err, errlen, "invalid value \"%s\" for %s: expected a number > 0", v, origin);
+        if (errno || end == v || *end || !(x > (double)d->min) || x > (double)d->max) {
+            snprintf(err, errlen,
+                     "invalid value \"%s\" for %s: expected a number above %ld, up to %ld", v,
+                     origin, d->min, d->max);
             return -EINVAL;
         }
         *(double *)field = x;

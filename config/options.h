@@ -14,13 +14,17 @@
 #include "common/compiler.h"
 #include "common/log.h"
 
+/* A repeatable option's values, in the order given. */
+typedef struct rp_opt_list {
+    char **v; /* owned */
+    size_t n;
+} rp_opt_list;
+
 typedef struct rp_options {
     char *sources; /* file or folder */
     char *metrics; /* file or folder; NULL = built-in catalogue */
-    char **sinks;
-    size_t nsinks;
-    char **groups;
-    size_t ngroups;
+    rp_opt_list sinks;
+    rp_opt_list groups;
     int refresh_s;           /* 0 = only on SIGHUP */
     int statement_timeout_s; /* default for metrics without statement_timeout_seconds */
     int connect_timeout_s;
@@ -70,7 +74,7 @@ typedef struct rp_opt_def {
     const char *env;
     rp_opt_type type;
     size_t offset;    /* into rp_options */
-    long min, max;    /* for RP_OPT_INT */
+    long min, max;    /* RP_OPT_INT: min <= x <= max; RP_OPT_DOUBLE: min < x <= max */
     const char *arg;  /* argument name for --help, NULL for booleans */
     const char *dflt; /* default as text, for --help and docs */
     const char *help;

@@ -24,8 +24,8 @@ static void test_parse(void)
     ok(rp_options_parse(&o, 9, argv, err, sizeof(err)) == 0, "flags and env parse");
     is_str(o.sources, "s.yaml", "--sources");
     is_int(o.refresh_s, 5, "a flag wins over its environment variable");
-    is_int(o.nsinks, 3, "list env split on whitespace, flag appended");
-    is_str(o.sinks[2], "jsonfile:/b", "flag sink last");
+    is_int(o.sinks.n, 3, "list env split on whitespace, flag appended");
+    is_str(o.sinks.v[2], "jsonfile:/b", "flag sink last");
     ok(o.no_prepared, "boolean env yes");
     is_int(o.log_level, RP_LOG_DEBUG, "--log-level debug");
     is_int(o.statement_timeout_s, 10, "default statement timeout");
@@ -54,6 +54,21 @@ static void test_parse(void)
     char *unk[] = {"pgreaper", "--frobnicate", NULL};
     ok(rp_options_parse(&o, 2, unk, err, sizeof(err)) < 0, "unknown flag rejected");
     is_str(err, "invalid or incomplete option \"--frobnicate\"", "unknown flag message");
+    rp_options_fini(&o);
+    rp_options_init(&o);
+    char *groups[] = {"pgreaper", "--group", "a", "--sink", "jsonfile:-", "--group", "b", NULL};
+    ok(rp_options_parse(&o, 7, groups, err, sizeof(err)) == 0 && o.groups.n == 2 &&
+           o.sinks.n == 1 && !strcmp(o.groups.v[1], "b"),
+       "each list keeps its own values and count");
+    rp_options_fini(&o);
+    rp_options_init(&o);
+    char *scale[] = {"pgreaper", "--interval-scale", "1000", "--interval-scale", "1000.5", NULL};
+    ok(rp_options_parse(&o, 3, scale, err, sizeof(err)) == 0 && o.interval_scale == 1000,
+       "--interval-scale up to the table's maximum");
+    ok(rp_options_parse(&o, 5, scale, err, sizeof(err)) < 0, "above it: refused");
+    is_str(err,
+           "invalid value \"1000.5\" for --interval-scale: expected a number above 0, up to 1000",
+           "the bounds come from the table");
     rp_options_fini(&o);
 }
 

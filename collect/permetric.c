@@ -23,13 +23,12 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/tasks.h"
+#include "pgio/client.h"
 #include "pgio/connstr.h"
 #include "pgio/pgconn.h"
 
-#define INSTANCE_UP    "instance_up"
-#define APP_NAME       "pgreaper-per-metric"
-#define BACKOFF_MIN_MS 1000
-#define BACKOFF_MAX_MS 60000
+#define INSTANCE_UP "instance_up"
+#define APP_NAME    "pgreaper-per-metric"
 
 typedef struct pm_source pm_source;
 
@@ -157,7 +156,7 @@ static void connect_failed_locked(pm_source *s, const char *why)
     s->down = true;
     s->was_connected = false;
     s->retry_at = rp_clock_mono_ms() + s->backoff_ms;
-    s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
+    s->backoff_ms = rp_backoff_next(s->backoff_ms, RP_BACKOFF_MAX_MS);
     queue_locked(s, NULL, NULL, rp_clock_wall_ns(), 0);
 }
 
@@ -172,7 +171,7 @@ static void connected_locked(pm_source *s)
                   "connected to source (per-metric mode, %zu metric threads)", s->nw);
     s->down = s->down_logged = false;
     s->was_connected = true;
-    s->backoff_ms = BACKOFF_MIN_MS;
+    s->backoff_ms = RP_BACKOFF_MIN_MS;
     if (transition) {
         s->runtime_at = 0; /* re-read version and role */
         queue_locked(s, NULL, NULL, rp_clock_wall_ns(), 1);
@@ -763,7 +762,7 @@ static void *pm_create(const rp_source_opts *opts, const rp_source_def *def, rp_
     pthread_cond_init(&s->stop_cond, &ca);
     pthread_condattr_destroy(&ca);
     s->tail = &s->head;
-    s->backoff_ms = BACKOFF_MIN_MS;
+    s->backoff_ms = RP_BACKOFF_MIN_MS;
     uv_async_init(opts->loop, &s->async, on_async);
     uv_timer_init(opts->loop, &s->drain);
     s->async.data = s->drain.data = s;

@@ -37,8 +37,6 @@
 #include "pgio/connstr.h"
 #include "pgio/pgconn.h"
 
-#define BACKOFF_MIN_MS     1000
-#define BACKOFF_MAX_MS     60000
 #define ERROR_RELOG_MS     (10 * 60 * 1000)
 #define SKIP_MS            (10 * 60 * 1000) /* a metric the server cannot run */
 #define BATCH_GRACE_MS     10000
@@ -1357,8 +1355,8 @@ rp_source *rp_source_create(const rp_source_opts *opts, const rp_source_def *def
     rp_sched_init(&src->sched);
     rp_pgclient_opts co = {.application_name = "pgreaper",
                            .connect_timeout_ms = opts->connect_timeout_ms,
-                           .backoff_min_ms = BACKOFF_MIN_MS,
-                           .backoff_max_ms = BACKOFF_MAX_MS,
+                           .backoff_min_ms = RP_BACKOFF_MIN_MS,
+                           .backoff_max_ms = RP_BACKOFF_MAX_MS,
                            .jitter_seed = rp_hash_str(RP_HASH_INIT, def->name),
                            .task = &src->task};
     rp_pgclient_init(&src->client, opts->loop, def->conn_str, &co, on_client, src);

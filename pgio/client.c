@@ -117,7 +117,7 @@ static void enter_backoff(rp_pgclient *c, const char *why)
     int jitter = (int)((c->opts.jitter_seed ^ uv_now(c->loop)) % spread);
     c->retry_in_ms = b - b / 10 + jitter;
     arm(c, (uint64_t)c->retry_in_ms);
-    c->backoff_ms = b * 2 > c->opts.backoff_max_ms ? c->opts.backoff_max_ms : b * 2;
+    c->backoff_ms = rp_backoff_next(b, c->opts.backoff_max_ms);
     c->cb(c->owner, RP_PGCLIENT_EV_DOWN);
 }
 

@@ -34,6 +34,17 @@
 
 struct pg_conn;
 
+/* The reconnect policy of every connection pgreaper makes (the client's and the
+ * per-metric workers'): 1 s, doubling up to 60 s. The sink passes a lower maximum. */
+#define RP_BACKOFF_MIN_MS 1000
+#define RP_BACKOFF_MAX_MS 60000
+
+/* The backoff that follows cur: doubled, at most max. */
+static inline int rp_backoff_next(int cur, int max)
+{
+    return cur > max / 2 ? max : cur * 2;
+}
+
 typedef enum rp_pgclient_state {
     RP_PGCLIENT_OFF = 0,    /* created; waits for rp_pgclient_connect */
     RP_PGCLIENT_RESOLVING,  /* waits for uv_getaddrinfo of hosts[resolve_idx]; deadline */

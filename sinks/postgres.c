@@ -45,8 +45,7 @@
 #include "sinks/sink.h"
 #include "sinks/spool.h"
 
-#define BACKOFF_MIN_MS   1000
-#define BACKOFF_MAX_MS   30000
+#define BACKOFF_MAX_MS   30000 /* rows wait in memory: retry sooner than a source */
 #define QUERY_TIMEOUT_MS 120000
 #define COPY_MAX_BYTES   (8u << 20)
 #define PARTITIONS_AHEAD 3
@@ -1079,7 +1078,7 @@ static int pg_open(const char *uri, uv_loop_t *loop, const rp_sink_opts *opts, r
     }
     rp_pgclient_opts co = {.application_name = "pgreaper-sink",
                            .connect_timeout_ms = (int)opts->connect_timeout_ms,
-                           .backoff_min_ms = BACKOFF_MIN_MS,
+                           .backoff_min_ms = RP_BACKOFF_MIN_MS,
                            .backoff_max_ms = BACKOFF_MAX_MS,
                            .jitter_seed = (uint64_t)s->writer,
                            .task = &s->base.task};

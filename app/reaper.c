@@ -83,6 +83,7 @@ int rp_reaper_load(const rp_options *o, rp_catalog **cat_out, rp_source_set **se
     if (rp_catalog_parse(o->metrics, &cat, diag) == 0 && rp_catalog_validate(cat, diag) < 0)
         rp_log_debug("metric catalogue is invalid");
     if (o->sources && rp_sources_parse(o->sources, &set, diag) == 0 && cat) {
+        rp_sources_prune(set, diag);
         if (rp_sources_validate(set, cat, diag) < 0)
             rp_log_debug("sources are invalid");
         check_conn_strs(set, diag);

@@ -256,23 +256,50 @@ static bool is_word(const char *s)
     return true;
 }
 
+/* pgwatch's other source kinds (and the old names it maps to patroni). */
+static bool later_kind(const char *kind)
+{
+    static const char *const later[] = {"postgres-continuous-discovery",
+                                        "pgbouncer",
+                                        "pgpool",
+                                        "patroni",
+                                        "prometheus",
+                                        "patroni-continuous-discovery",
+                                        "patroni-namespace-discovery"};
+    for (size_t i = 0; kind && i < RP_ARRAY_LEN(later); i++) {
+        if (strcmp(kind, later[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
 static int check_kind(const rp_source_def *s, rp_diag *diag)
 {
-    static const char *const later[] = {"postgres-continuous-discovery", "pgbouncer", "pgpool",
-                                        "patroni", "prometheus"};
-    if (!s->kind || strcmp(s->kind, "postgres") == 0)
-        return 0;
-    for (size_t i = 0; i < RP_ARRAY_LEN(later); i++) {
-        if (strcmp(s->kind, later[i]) == 0) {
-            rp_diag_add(diag, &s->kind_mark,
-                        "source kind \"%s\" is not supported by this version of pgreaper "
-                        "(supported: postgres)",
-                        s->kind);
-            return -EINVAL;
-        }
-    }
+    if (!s->kind || !*s->kind || strcmp(s->kind, "postgres") == 0)
+        return 0; /* pgwatch reads an empty kind as postgres */
     rp_diag_add(diag, &s->kind_mark, "invalid source kind \"%s\" (supported: postgres)", s->kind);
     return -EINVAL;
+}
+
+void rp_sources_prune(rp_source_set *set, rp_diag *diag)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < set->nsources; i++) {
+        rp_source_def *s = &set->sources[i];
+        bool drop = !s->is_enabled;
+        if (!drop && later_kind(s->kind)) {
+            diag_warn(diag, &s->kind_mark,
+                      "source \"%s\" of kind \"%s\" is skipped: this version of pgreaper "
+                      "collects from kind postgres only",
+                      s->name ? s->name : "", s->kind);
+            drop = true;
+        }
+        if (drop)
+            rp_source_def_fini(s);
+        else
+            set->sources[kept++] = *s;
+    }
+    set->nsources = kept;
 }
 
 static int check_preset(const rp_source_def *s, const char *name, const rp_mark *m,

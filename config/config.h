@@ -162,6 +162,10 @@ const char *rp_metric_sql_for(const rp_metric_def *def, int server_version_num);
 RP_NODISCARD int rp_sources_parse(const char *path, rp_source_set **out, rp_diag *diag);
 RP_NODISCARD int rp_sources_parse_text(const char *name, const char *text, size_t len,
                                        rp_source_set **out, rp_diag *diag);
+/* Drop what pgreaper does not run before it is validated: disabled sources (as pgwatch
+ * does), and sources of pgwatch's other kinds (pgbouncer, pgpool, patroni, prometheus,
+ * postgres-continuous-discovery), each with a warning in diag. */
+void rp_sources_prune(rp_source_set *set, rp_diag *diag);
 /* Check sources against each other and the catalogue. Returns 0 or -EINVAL. */
 RP_NODISCARD int rp_sources_validate(const rp_source_set *set, const rp_catalog *cat,
                                      rp_diag *diag);

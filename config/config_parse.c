@@ -454,6 +454,20 @@ static int source_intervals(const walk *w, const yaml_node_t *v, rp_source_def *
                      standby ? custom_standby_pair : custom_pair, s);
 }
 
+/* Keys of pgwatch2's sources that pgwatch 3 and later accept in its files and ignore
+ * (stmt_timeout, and the old names of include_pattern/exclude_pattern, whose meaning
+ * pgwatch no longer gives them): loaded with a warning. */
+static bool is_legacy_source_key(const char *k)
+{
+    static const char *const legacy[] = {"stmt_timeout", "dbname_include_pattern",
+                                         "dbname_exclude_pattern", "is_superuser", "host_config"};
+    for (size_t i = 0; i < RP_ARRAY_LEN(legacy); i++) {
+        if (strcmp(k, legacy[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
 static int source_field(const walk *w, const yaml_node_t *k, const yaml_node_t *v, void *arg)
 {
     rp_source_def *s = arg;
@@ -487,6 +501,14 @@ static int source_field(const walk *w, const yaml_node_t *k, const yaml_node_t *
         return get_str(w, v, "include_pattern", &s->include_pattern);
     if (strcmp(key, "exclude_pattern") == 0)
         return get_str(w, v, "exclude_pattern", &s->exclude_pattern);
+    if (is_legacy_source_key(key)) {
+        rp_mark m = mark_of(w, k);
+        rp_buf_printf(&w->diag->text,
+                      "%s:%d:%d: warning: key \"%s\" is read by pgwatch2 only; pgwatch and "
+                      "pgreaper ignore it\n",
+                      m.file, m.line, m.col, key);
+        return 0;
+    }
     unknown_key(w, k, "source");
     return w->diag->lenient ? 0 : -EINVAL;
 }

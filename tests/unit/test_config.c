@@ -54,8 +54,8 @@ static const config_case cases[] = {
      "s.yaml:2:1: invalid YAML: found a tab character that violates indentation while scanning "
      "a plain scalar\n"},
     {"unknown source key", NULL,
-     "- name: db1\n  conn_str: host=/tmp\n  preset_metrics: p1\n  stmt_timeout: 5\n",
-     "s.yaml:4:3: unrecognized key \"stmt_timeout\" in source\n"},
+     "- name: db1\n  conn_str: host=/tmp\n  preset_metrics: p1\n  stmt_timeot: 5\n",
+     "s.yaml:4:3: unrecognized key \"stmt_timeot\" in source\n"},
     {"unknown preset", NULL, "- name: db1\n  conn_str: host=/tmp\n  preset_metrics: nope\n",
      "s.yaml:3:19: source \"db1\": preset \"nope\" is not defined\n"},
     {"unknown custom metric", NULL,
@@ -84,10 +84,10 @@ static const config_case cases[] = {
      "s.yaml:1:3: source has no name\n"},
     {"no metrics", NULL, "- name: db1\n  conn_str: host=/tmp\n",
      "s.yaml:1:3: source \"db1\" has no metrics: set preset_metrics or custom_metrics\n"},
-    {"unsupported kind", NULL,
+    {"a kind not supported yet: skipped with a warning", NULL,
      "- name: db1\n  conn_str: host=/tmp\n  kind: pgbouncer\n  preset_metrics: p1\n",
-     "s.yaml:3:9: source kind \"pgbouncer\" is not supported by this version of pgreaper "
-     "(supported: postgres)\n"},
+     "s.yaml:3:9: warning: source \"db1\" of kind \"pgbouncer\" is skipped: this version of "
+     "pgreaper collects from kind postgres only\n"},
     {"invalid kind", NULL,
      "- name: db1\n  conn_str: host=/tmp\n  kind: mysql\n  preset_metrics: p1\n",
      "s.yaml:3:9: invalid source kind \"mysql\" (supported: postgres)\n"},
@@ -138,6 +138,22 @@ static const config_case cases[] = {
     {"metrics: unknown top-level key", "metric:\n  m1: {}\n", NULL,
      "m.yaml:1:1: unrecognized key \"metric\" in a metrics file (expected \"metrics\" and "
      "\"presets\")\n"},
+    {"pgwatch sources: disabled dropped before validation, other kinds skipped, pgwatch2 keys",
+     NULL,
+     "- name: off\n  kind: patroni\n  conn_str: etcd://h:2379/service/x\n  is_enabled: false\n"
+     "  custom_metrics: {nope: 60}\n"
+     "- name: bouncer\n  kind: pgbouncer\n  conn_str: host=/tmp\n  custom_metrics: {m1: 10}\n"
+     "- name: db1\n  kind: ''\n  conn_str: host=/tmp\n  stmt_timeout: 5\n"
+     "  dbname_include_pattern: (a|b)\n  custom_metrics: {m1: 10}\n",
+     "s.yaml:13:3: warning: key \"stmt_timeout\" is read by pgwatch2 only; pgwatch and pgreaper "
+     "ignore it\n"
+     "s.yaml:14:3: warning: key \"dbname_include_pattern\" is read by pgwatch2 only; pgwatch and "
+     "pgreaper ignore it\n"
+     "s.yaml:7:9: warning: source \"bouncer\" of kind \"pgbouncer\" is skipped: this version of "
+     "pgreaper collects from kind postgres only\n"},
+    {"sources: an unknown kind is still an error", NULL,
+     "- name: db1\n  kind: oracle\n  conn_str: host=/tmp\n  custom_metrics: {m1: 10}\n",
+     "s.yaml:2:9: invalid source kind \"oracle\" (supported: postgres)\n"},
     {"pgwatch legacy keys are accepted",
      "metrics:\n  m1:\n    sqls:\n      11: |-\n        select 1\n    gauges:\n      - '*'\n"
      "    is_instance_level: true\n    is_private: false\n    disabled_days: ''\n"
@@ -156,8 +172,10 @@ static void run_case(const config_case *c)
     if (rp_catalog_parse_text("m.yaml", m, strlen(m), &cat, &d) == 0)
         (void)!rp_catalog_validate(cat, &d);
     if (cat && c->sources &&
-        rp_sources_parse_text("s.yaml", c->sources, strlen(c->sources), &set, &d) == 0)
+        rp_sources_parse_text("s.yaml", c->sources, strlen(c->sources), &set, &d) == 0) {
+        rp_sources_prune(set, &d); /* as rp_reaper_load does */
         (void)!rp_sources_validate(set, cat, &d);
+    }
     is_str(d.text.data ? d.text.data : "", c->want, c->name);
     rp_source_set_free(set);
     rp_catalog_unref(cat);

@@ -128,6 +128,31 @@ static const char *bad_name(const char *s)
     return NULL;
 }
 
+rp_metric_code rp_metric_code_for(const char *name)
+{
+    static const struct {
+        const char *name;
+        rp_metric_code code;
+    } names[] = {
+        {"cpu_load", RP_CODE_CPU_LOAD},
+        {"psutil_cpu", RP_CODE_PSUTIL_CPU},
+        {"psutil_mem", RP_CODE_PSUTIL_MEM},
+        {"psutil_disk_io_total", RP_CODE_PSUTIL_DISK_IO},
+        {"change_events", RP_CODE_CHANGE_EVENTS},
+        {"server_log_event_counts", RP_CODE_LOG_EVENT_COUNTS},
+    };
+    for (size_t i = 0; name && i < RP_ARRAY_LEN(names); i++) {
+        if (strcmp(name, names[i].name) == 0)
+            return names[i].code;
+    }
+    return RP_CODE_NONE;
+}
+
+bool rp_metric_code_placeholder(rp_metric_code c)
+{
+    return c == RP_CODE_CHANGE_EVENTS || c == RP_CODE_LOG_EVENT_COUNTS;
+}
+
 static int validate_metric(const rp_metric_def *d, rp_diag *diag)
 {
     int rc = 0;
@@ -152,7 +177,7 @@ static int validate_metric(const rp_metric_def *d, rp_diag *diag)
         const char *p = d->sqls[i].sql;
         while (p && isspace((unsigned char)*p))
             p++;
-        if (!p || !*p) {
+        if ((!p || !*p) && !rp_metric_code_placeholder(rp_metric_code_for(d->name))) {
             rp_diag_add(diag, &d->mark, "metric \"%s\" has an empty SQL text", d->name);
             rc = -EINVAL;
         }
@@ -307,22 +332,14 @@ static int check_preset(const rp_source_def *s, const char *name, const rp_mark 
 {
     if (!name)
         return 0;
-    const rp_preset *p = rp_catalog_preset(cat, name);
-    if (!p) {
+    /* A preset's metrics that the catalogue lacks were reported once, as a warning, with
+     * the catalogue; sources run the others, as in pgwatch (whose own file has such
+     * presets: aiven, patroni, postgres-exporter-basic). */
+    if (!rp_catalog_preset(cat, name)) {
         rp_diag_add(diag, m, "source \"%s\": preset \"%s\" is not defined", s->name, name);
         return -EINVAL;
     }
-    int rc = 0;
-    for (size_t i = 0; i < p->nmetrics; i++) {
-        if (!rp_catalog_metric(cat, p->metrics[i].metric)) {
-            rp_diag_add(diag, m,
-                        "source \"%s\": preset \"%s\" uses metric \"%s\", which is not "
-                        "defined",
-                        s->name, name, p->metrics[i].metric);
-            rc = -EINVAL;
-        }
-    }
-    return rc;
+    return 0;
 }
 
 static int check_custom(const rp_source_def *s, const rp_interval *v, size_t n,

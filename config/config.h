@@ -54,6 +54,22 @@ typedef struct rp_metric_sql {
     char *sql;
 } rp_metric_sql;
 
+/* Metrics that pgwatch computes in its own code, recognised by name (collect/native.h
+ * implements them). The last two have only a placeholder for SQL in pgwatch's file. */
+typedef enum rp_metric_code {
+    RP_CODE_NONE = 0,
+    RP_CODE_CPU_LOAD,
+    RP_CODE_PSUTIL_CPU,
+    RP_CODE_PSUTIL_MEM,
+    RP_CODE_PSUTIL_DISK_IO,
+    RP_CODE_CHANGE_EVENTS,
+    RP_CODE_LOG_EVENT_COUNTS,
+} rp_metric_code;
+
+rp_metric_code rp_metric_code_for(const char *name);
+/* Whether pgwatch's file holds no real SQL for it (an empty text is then accepted). */
+bool rp_metric_code_placeholder(rp_metric_code c);
+
 typedef struct rp_metric_def {
     char *name;
     rp_metric_sql *sqls; /* sorted by min_version, ascending */
@@ -68,6 +84,7 @@ typedef struct rp_metric_def {
     int result_max_bytes;    /* 0: use --result-max-bytes */
     rp_node_status node_status;
     bool is_instance_level;
+    rp_metric_code code; /* computed in code (by name), or RP_CODE_NONE */
     rp_mark mark;
 } rp_metric_def;
 

@@ -313,6 +313,7 @@ static int metric_pair(const walk *w, const yaml_node_t *k, const yaml_node_t *v
     memset(d, 0, sizeof(*d));
     d->name = rp_strdup(sval(k));
     d->statement_timeout_s = -1;
+    d->code = rp_metric_code_for(d->name);
     d->mark = mark_of(w, k);
     char what[160];
     snprintf(what, sizeof(what), "metric \"%s\"", d->name);

@@ -130,11 +130,10 @@ static const config_case cases[] = {
     {"preset: dangling metric is a warning",
      "metrics:\n  m1:\n    sqls: {10: x}\npresets:\n  p:\n    metrics: {m1: 5, gone: 5}\n", NULL,
      "m.yaml:6:22: warning: preset \"p\" references metric \"gone\", which is not defined\n"},
-    {"preset: dangling metric used by a source is an error",
+    {"preset: a source using a preset with a dangling metric runs the others",
      "metrics:\n  m1:\n    sqls: {10: x}\npresets:\n  p:\n    metrics: {m1: 5, gone: 5}\n",
      "- name: db1\n  conn_str: host=/tmp\n  preset_metrics: p\n",
-     "m.yaml:6:22: warning: preset \"p\" references metric \"gone\", which is not defined\n"
-     "s.yaml:3:19: source \"db1\": preset \"p\" uses metric \"gone\", which is not defined\n"},
+     "m.yaml:6:22: warning: preset \"p\" references metric \"gone\", which is not defined\n"},
     {"metrics: unknown top-level key", "metric:\n  m1: {}\n", NULL,
      "m.yaml:1:1: unrecognized key \"metric\" in a metrics file (expected \"metrics\" and "
      "\"presets\")\n"},

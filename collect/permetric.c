@@ -15,10 +15,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <libpq-fe.h>
 
+#include "collect/native.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -36,6 +38,7 @@ typedef struct pm_conn {
     PGconn *conn;
     int timeout_ms; /* statement_timeout set on it; -1 unknown */
     bool discard;   /* a metric changed its session: close it at checkin (not a failure) */
+    bool local;     /* the server runs on this host (see collect/native.h) */
 } pm_conn;
 
 typedef struct pm_worker {
@@ -46,14 +49,16 @@ typedef struct pm_worker {
     int interval_s[2];        /* [primary, standby]; 0 = not in that role's plan */
     bool is_instance_up;
     bool failing, no_sql_logged;
-    int64_t skip_until; /* CLOCK_MONOTONIC ms; see rp_source_error_unavailable */
-    uint64_t err_len;   /* length of the last message, to log an unavailable one once */
-    PGcancel *cancel;   /* under src->lock while a query runs */
+    int64_t skip_until;     /* CLOCK_MONOTONIC ms; see rp_source_error_unavailable */
+    rp_native_state native; /* for metrics read from /proc */
+    uint64_t err_len;       /* length of the last message, to log an unavailable one once */
+    PGcancel *cancel;       /* under src->lock while a query runs */
 } pm_worker;
 
 typedef struct pm_item {
     struct pm_item *next;
-    PGresult *res; /* rows to store (owned), or NULL for an instance_up value */
+    PGresult *res;      /* rows to store (owned), or NULL for ... */
+    rp_native_row *row; /* ... a row read from /proc (owned), or else an instance_up value */
     const rp_metric_def *def;
     int64_t fetch_ns;
     int up;
@@ -115,6 +120,14 @@ static void queue_locked(pm_source *s, PGresult *res, const rp_metric_def *def, 
     uv_async_send(&s->async);
 }
 
+static void deliver_native(pm_source *s, const pm_item *it)
+{
+    rp_batch b;
+    rp_native_batch(it->row, &b);
+    (void)rp_source_write_batch(s->opts, &s->def, it->def, &b, it->fetch_ns);
+    rp_batch_fini(&b);
+}
+
 /* On the loop: hand every queued result to the sinks. */
 static void deliver(pm_source *s)
 {
@@ -127,9 +140,12 @@ static void deliver(pm_source *s)
         pm_item *next = it->next;
         if (it->res)
             (void)rp_source_write_rows(s->opts, &s->def, it->def, it->res, it->fetch_ns);
+        else if (it->row)
+            deliver_native(s, it);
         else
             rp_source_write_up(s->opts, &s->def, it->up, it->fetch_ns);
         PQclear(it->res);
+        rp_free(it->row);
         free(it);
         it = next;
     }
@@ -179,6 +195,15 @@ static void connected_locked(pm_source *s)
 }
 
 /* Open a connection with the lock released during the (blocking) connect. */
+static bool conn_is_local(const PGconn *conn)
+{
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof(peer);
+    if (getpeername(PQsocket(conn), (struct sockaddr *)&peer, &len) < 0)
+        return false;
+    return rp_native_peer_is_local((struct sockaddr *)&peer);
+}
+
 static pm_conn *open_locked(pm_source *s)
 {
     if (s->down && rp_clock_mono_ms() < s->retry_at)
@@ -202,6 +227,7 @@ static pm_conn *open_locked(pm_source *s)
     pm_conn *c = rp_calloc(1, sizeof(*c));
     c->conn = conn;
     c->timeout_ms = -1;
+    c->local = conn_is_local(conn);
     return c;
 }
 
@@ -443,17 +469,60 @@ static int metric_timeout_ms(const pm_worker *w)
 }
 
 /* One fetch on c. -EIO when the connection broke. */
+/* A metric pgwatch reads from the OS: from /proc, queued like a result. */
+static void run_native(pm_worker *w)
+{
+    pm_source *s = w->src;
+    rp_native_row *row = rp_malloc(sizeof(*row));
+    int64_t t = rp_clock_wall_ns();
+    int rc = rp_native_read(w->def->code, &w->native, t, row);
+    pthread_mutex_lock(&s->lock);
+    if (rc < 0) {
+        s->stats.fetch_errors++;
+        if (!w->failing)
+            rp_log_at(RP_LOG_ERROR, s->def.name, w->def->name, NULL,
+                      "could not read the metric from this host's /proc: %s", strerror(-rc));
+        w->failing = true;
+        rp_free(row);
+    } else {
+        w->failing = false;
+        s->stats.fetches_ok++;
+        s->stats.rows++;
+        s->stats.values += row->ncols;
+        pm_item *it = rp_calloc(1, sizeof(*it));
+        *it = (pm_item){.row = row, .def = w->def, .fetch_ns = t};
+        *s->tail = it;
+        s->tail = &it->next;
+        uv_async_send(&s->async);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
 static int run_metric(pm_worker *w, pm_conn *c)
 {
     pm_source *s = w->src;
+    if (rp_metric_code_placeholder(w->def->code)) {
+        if (!w->no_sql_logged)
+            rp_log_at(RP_LOG_WARN, s->def.name, w->def->name, NULL,
+                      "metric is computed in pgwatch's own code, which this version of pgreaper "
+                      "does not implement: left out");
+        w->no_sql_logged = true;
+        return 0;
+    }
+    if (c->local && rp_native_from_os(w->def->code)) {
+        run_native(w);
+        return 0;
+    }
     pthread_mutex_lock(&s->lock);
     int version = s->server_version;
     pthread_mutex_unlock(&s->lock);
     const char *sql = rp_metric_sql_for(w->def, version);
+    char v[16];
     if (!sql) {
         if (!w->no_sql_logged)
             rp_log_at(RP_LOG_WARN, s->def.name, w->def->name, NULL,
-                      "metric has no SQL for server version %d: skipped", version);
+                      "metric has no SQL for PostgreSQL %s: skipped",
+                      rp_pgconn_version_str(version, v, sizeof(v)));
         w->no_sql_logged = true;
         return 0;
     }

@@ -25,6 +25,7 @@
 #include <libpq-fe.h>
 #include <uv.h>
 
+#include "collect/native.h"
 #include "collect/scheduler.h"
 #include "common/buf.h"
 #include "common/clock.h"
@@ -90,6 +91,7 @@ typedef struct slot {
     bool no_sql_logged;
     bool failing;        /* last run failed (for transition logging) */
     bool is_instance_up; /* produced by pgreaper itself, no SQL */
+    rp_native_state native;
     uint64_t err_hash;
     uint64_t err_logged_at;
     int64_t fetch_time_ns;
@@ -114,6 +116,7 @@ struct rp_source {
     FILE *trace;
     int io_events;
     bool is_tcp;
+    bool is_local; /* the server runs on this host (see collect/native.h) */
     uv_timer_t tick_timer;
     uv_timer_t io_timer;
     unsigned pending_closes;
@@ -363,9 +366,20 @@ static void choose_sql(rp_source *src, slot *sl)
     sl->sql = sql;
     sl->prepared = sl->probed = sl->shape_ok = sl->sized = sl->offender = false;
     snprintf(sl->stmt_name, sizeof(sl->stmt_name), "rp_%u", ++src->stmt_gen);
+    if (rp_metric_code_placeholder(sl->def->code)) {
+        sl->sql = NULL; /* a placeholder: never sent */
+        if (!sl->no_sql_logged)
+            rp_log_at(RP_LOG_WARN, src->def.name, sl->def->name, NULL,
+                      "metric is computed in pgwatch's own code, which this version of pgreaper "
+                      "does not implement: left out");
+        sl->no_sql_logged = true;
+        return;
+    }
     if (!sql && !sl->no_sql_logged && !sl->is_instance_up) {
+        char v[16];
         rp_log_at(RP_LOG_WARN, src->def.name, sl->def->name, NULL,
-                  "metric has no SQL for server version %d: skipped", src->server_version);
+                  "metric has no SQL for PostgreSQL %s: skipped",
+                  rp_pgconn_version_str(src->server_version, v, sizeof(v)));
         sl->no_sql_logged = true;
     }
 }
@@ -507,10 +521,13 @@ int rp_source_check_conn_str(const char *conn_str, char *err, size_t errlen)
 
 static void detect_tcp(rp_source *src)
 {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
+    struct sockaddr_storage ss, peer;
+    socklen_t len = sizeof(ss), plen = sizeof(peer);
     src->is_tcp = getsockname(PQsocket(src->conn), (struct sockaddr *)&ss, &len) == 0 &&
                   (ss.ss_family == AF_INET || ss.ss_family == AF_INET6);
+    src->is_local =
+        !src->is_tcp || (getpeername(PQsocket(src->conn), (struct sockaddr *)&peer, &plen) == 0 &&
+                         rp_native_peer_is_local((struct sockaddr *)&peer));
 }
 
 static void start_trace(rp_source *src)
@@ -1253,6 +1270,29 @@ static void enter_ready(rp_source *src)
 }
 
 /* Emit instance_up for due slots of that special metric; returns how many remain to send. */
+/* A metric pgwatch reads from the OS, read here from /proc (the server is local). */
+static void emit_native(rp_source *src, slot *sl)
+{
+    rp_native_row row;
+    int64_t now = rp_clock_wall_ns();
+    int rc = rp_native_read(sl->def->code, &sl->native, now, &row);
+    if (rc < 0) {
+        src->stats.fetch_errors++;
+        if (!sl->failing)
+            rp_log_at(RP_LOG_ERROR, src->def.name, sl->def->name, NULL,
+                      "could not read the metric from this host's /proc: %s", strerror(-rc));
+        sl->failing = true;
+        return;
+    }
+    sl->failing = false;
+    rp_batch b;
+    rp_native_batch(&row, &b);
+    src->stats.fetches_ok++;
+    src->stats.rows++;
+    src->stats.values += rp_source_write_batch(src->opts, &src->def, sl->def, &b, now);
+    rp_batch_fini(&b);
+}
+
 static size_t filter_due(rp_source *src, size_t ndue)
 {
     size_t k = 0;
@@ -1260,6 +1300,8 @@ static size_t filter_due(rp_source *src, size_t ndue)
         slot *sl = &src->slots[src->due[i]];
         if (sl->is_instance_up)
             emit_instance_up(src, true);
+        else if (src->is_local && rp_native_from_os(sl->def->code))
+            emit_native(src, sl);
         else if (sl->sql && !sl->offender && sl->skip_until <= now_ms(src))
             src->due[k++] = src->due[i];
     }

@@ -8,9 +8,9 @@
  *   column names and meanings (psutil's on Linux); otherwise the metric's SQL runs as
  *   written (pgwatch's PL/Python helpers), and a server without them reports the metric
  *   unavailable once.
- * - change_events, server_log_event_counts: pgwatch's file holds only a placeholder for
- *   them. This version does not compute them: they are never sent to the server, and
- *   each source says once that it leaves them out.
+ * - change_events (collect/changes.h) and server_log_event_counts: pgwatch's file holds
+ *   only a placeholder for them, never sent to the server. This version does not read
+ *   server logs: each source says once that it leaves server_log_event_counts out.
  *
  * Reading /proc takes microseconds and does not block: it runs on the loop (batch mode)
  * or on the metric's thread (per-metric mode).

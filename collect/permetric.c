@@ -20,6 +20,7 @@
 
 #include <libpq-fe.h>
 
+#include "collect/changes.h"
 #include "collect/native.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -59,6 +60,7 @@ typedef struct pm_item {
     struct pm_item *next;
     PGresult *res;      /* rows to store (owned), or NULL for ... */
     rp_native_row *row; /* ... a row read from /proc (owned), or else an instance_up value */
+    int change;         /* change_events: 1 + input of res, or CHANGE_FINISH */
     const rp_metric_def *def;
     int64_t fetch_ns;
     int up;
@@ -100,6 +102,7 @@ struct pm_source {
     bool cancelling;
     int open_handles;
     rp_task task;
+    rp_changes *changes;    /* change_events' state (loop thread) */
     rp_source_def next_def; /* update(): applied once the threads are gone */
     rp_catalog *next_cat;
     rp_source_closed_cb closed_cb;
@@ -120,6 +123,39 @@ static void queue_locked(pm_source *s, PGresult *res, const rp_metric_def *def, 
     uv_async_send(&s->async);
 }
 
+#define CHANGE_FINISH (RP_CHANGES_NINPUTS + 1)
+
+typedef struct change_ctx {
+    pm_source *s;
+    int64_t t;
+} change_ctx;
+
+static void emit_change(void *arg, const char *metric, rp_batch *b)
+{
+    change_ctx *ctx = arg;
+    b->source = ctx->s->def.name;
+    b->metric = b->storage = metric;
+    b->fetch_time_ns = ctx->t;
+    b->custom_tags = ctx->s->def.custom_tags;
+    b->ncustom_tags = ctx->s->def.ncustom_tags;
+    ctx->s->opts->emit(ctx->s->opts->emit_arg, b);
+}
+
+/* change_events compares on the loop, where its state and the sinks live. */
+static void deliver_change(pm_source *s, const pm_item *it)
+{
+    change_ctx ctx = {s, it->fetch_ns};
+    if (!s->changes)
+        s->changes = rp_changes_new();
+    if (it->change == CHANGE_FINISH)
+        rp_changes_finish(s->changes, it->fetch_ns, emit_change, &ctx);
+    else if (rp_changes_feed(s->changes, it->change - 1, it->res, it->fetch_ns, emit_change, &ctx) <
+             0)
+        rp_log_at(RP_LOG_WARN, s->def.name, it->def->name, NULL,
+                  "%s lacks the columns change_events compares: ignored",
+                  rp_changes_input(it->change - 1));
+}
+
 static void deliver_native(pm_source *s, const pm_item *it)
 {
     rp_batch b;
@@ -138,7 +174,9 @@ static void deliver(pm_source *s)
     pthread_mutex_unlock(&s->lock);
     while (it) {
         pm_item *next = it->next;
-        if (it->res)
+        if (it->change)
+            deliver_change(s, it);
+        else if (it->res)
             (void)rp_source_write_rows(s->opts, &s->def, it->def, it->res, it->fetch_ns);
         else if (it->row)
             deliver_native(s, it);
@@ -435,10 +473,6 @@ static void take_result(pm_worker *w, PGresult *res, int64_t t)
         PQclear(res);
         return;
     }
-    if (PQresultStatus(res) == PGRES_TUPLES_OK && over_caps(w, res)) {
-        PQclear(res);
-        return;
-    }
     bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
     if (ok && w->failing)
         rp_log_at(RP_LOG_INFO, s->def.name, w->def->name, NULL, "metric query succeeded again");
@@ -498,9 +532,59 @@ static void run_native(pm_worker *w)
     pthread_mutex_unlock(&s->lock);
 }
 
+static void queue_change(pm_worker *w, PGresult *res, int change, int64_t t)
+{
+    pm_source *s = w->src;
+    pthread_mutex_lock(&s->lock);
+    pm_item *it = rp_calloc(1, sizeof(*it));
+    *it = (pm_item){.res = res, .def = w->def, .fetch_ns = t, .change = change};
+    *s->tail = it;
+    s->tail = &it->next;
+    uv_async_send(&s->async);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* change_events: the catalogue's hash metrics, compared on the loop (deliver_change). */
+static int run_changes(pm_worker *w, pm_conn *c, int version)
+{
+    int64_t t = rp_clock_wall_ns();
+    int sent = 0;
+    for (int k = 0; k < RP_CHANGES_NINPUTS; k++) {
+        const rp_metric_def *d = rp_catalog_metric(w->src->cat, rp_changes_input(k));
+        const char *sql = d ? rp_metric_sql_for(d, version) : NULL;
+        if (!sql)
+            continue;
+        PGresult *res = PQexec(c->conn, sql);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+            metric_failed(w, res);
+            PQclear(res);
+            if (PQstatus(c->conn) != CONNECTION_OK)
+                return -EIO;
+            continue;
+        }
+        queue_change(w, res, k + 1, t);
+        sent++;
+    }
+    if (sent)
+        queue_change(w, NULL, CHANGE_FINISH, t);
+    else if (!w->no_sql_logged)
+        rp_log_at(RP_LOG_WARN, w->src->def.name, w->def->name, NULL,
+                  "change_events compares the catalogue's sproc_hashes, table_hashes, "
+                  "index_hashes, configuration_hashes and privilege_changes, none of which "
+                  "has SQL for this server: left out");
+    w->no_sql_logged = sent == 0;
+    return 0;
+}
+
 static int run_metric(pm_worker *w, pm_conn *c)
 {
     pm_source *s = w->src;
+    if (w->def->code == RP_CODE_CHANGE_EVENTS) {
+        pthread_mutex_lock(&s->lock);
+        int version = s->server_version;
+        pthread_mutex_unlock(&s->lock);
+        return run_changes(w, c, version);
+    }
     if (rp_metric_code_placeholder(w->def->code)) {
         if (!w->no_sql_logged)
             rp_log_at(RP_LOG_WARN, s->def.name, w->def->name, NULL,
@@ -892,6 +976,7 @@ static void free_source(pm_source *s)
     rp_catalog_unref(s->next_cat);
     rp_source_def_fini(&s->def);
     rp_catalog_unref(s->cat);
+    rp_changes_free(s->changes);
     free(s->masked_conn);
     rp_task_unregister(&s->task);
     free(s);

@@ -25,6 +25,7 @@
 #include <libpq-fe.h>
 #include <uv.h>
 
+#include "collect/changes.h"
 #include "collect/native.h"
 #include "collect/scheduler.h"
 #include "common/buf.h"
@@ -71,14 +72,16 @@ typedef enum item_kind {
     ITEM_QUERY,
     ITEM_RUNTIME,
     ITEM_DEALLOCATE,
-    ITEM_PROBE, /* the session check after a metric's first run on a connection */
+    ITEM_PROBE,  /* the session check after a metric's first run on a connection */
+    ITEM_CHANGE, /* one of change_events' hash metrics (sub: which) */
     ITEM_SYNC,
 } item_kind;
 
 typedef struct item {
     item_kind kind;
-    int slot; /* metric slot for PREPARE, QUERY and PROBE; the slots are only replaced
-               * between pipelines (see apply_pending), so the index stays valid */
+    int slot; /* metric slot for PREPARE, QUERY, PROBE and CHANGE; the slots are only
+               * replaced between pipelines (see apply_pending), so the index stays valid */
+    int sub;
 } item;
 
 /* One metric as this connection runs it. */
@@ -92,6 +95,8 @@ typedef struct slot {
     bool failing;        /* last run failed (for transition logging) */
     bool is_instance_up; /* produced by pgreaper itself, no SQL */
     rp_native_state native;
+    rp_changes *changes;                        /* change_events: the objects seen */
+    const char *change_sql[RP_CHANGES_NINPUTS]; /* ... its hash metrics' SQL (or NULL) */
     uint64_t err_hash;
     uint64_t err_logged_at;
     int64_t fetch_time_ns;
@@ -352,6 +357,26 @@ static bool collecting_blocked(const rp_source *src)
     return src->def.only_if_master && src->role_known && src->in_recovery;
 }
 
+/* change_events runs the catalogue's hash metrics; its own SQL is a placeholder. */
+static void choose_change_sql(rp_source *src, slot *sl)
+{
+    sl->sql = NULL;
+    int n = 0;
+    for (int k = 0; k < RP_CHANGES_NINPUTS; k++) {
+        const rp_metric_def *d = rp_catalog_metric(src->cat, rp_changes_input(k));
+        sl->change_sql[k] = d ? rp_metric_sql_for(d, src->server_version) : NULL;
+        n += sl->change_sql[k] != NULL;
+    }
+    if (n > 0 && !sl->changes)
+        sl->changes = rp_changes_new();
+    if (n == 0 && !sl->no_sql_logged)
+        rp_log_at(RP_LOG_WARN, src->def.name, sl->def->name, NULL,
+                  "change_events compares the catalogue's sproc_hashes, table_hashes, "
+                  "index_hashes, configuration_hashes and privilege_changes, none of which "
+                  "has SQL for this server: left out");
+    sl->no_sql_logged = n == 0;
+}
+
 static void choose_sql(rp_source *src, slot *sl)
 {
     if (!src->role_known) { /* the server version is not known yet */
@@ -366,6 +391,10 @@ static void choose_sql(rp_source *src, slot *sl)
     sl->sql = sql;
     sl->prepared = sl->probed = sl->shape_ok = sl->sized = sl->offender = false;
     snprintf(sl->stmt_name, sizeof(sl->stmt_name), "rp_%u", ++src->stmt_gen);
+    if (sl->def->code == RP_CODE_CHANGE_EVENTS) {
+        choose_change_sql(src, sl);
+        return;
+    }
     if (rp_metric_code_placeholder(sl->def->code)) {
         sl->sql = NULL; /* a placeholder: never sent */
         if (!sl->no_sql_logged)
@@ -400,6 +429,14 @@ static void add_stale(rp_source *src, const char *name)
 }
 
 /* Prepared statements of the old slots that no new slot uses any more. */
+/* What dropped slots owned beyond their statements. */
+static void free_dropped(const rp_source *src, slot *old, size_t nold)
+{
+    for (size_t i = 0; i < nold; i++)
+        if (!find_slot(src->slots, src->nslots, old[i].def->name))
+            rp_changes_free(old[i].changes);
+}
+
 static void collect_stale(rp_source *src, const slot *old, size_t nold)
 {
     for (size_t i = 0; i < nold; i++) {
@@ -450,6 +487,7 @@ static bool rebuild_plan(rp_source *src)
     rp_free(keys);
     rp_free(ivs);
     collect_stale(src, old, nold);
+    free_dropped(src, old, nold);
     rp_free(old);
     rp_free(plan);
     rp_free(src->due);
@@ -618,8 +656,7 @@ static void went_down(rp_source *src)
 static void add_item(rp_source *src, item_kind kind, int slot_idx)
 {
     rp_grow((void **)&src->items, &src->cap_items, src->nitems + 1, sizeof(item));
-    src->items[src->nitems].kind = kind;
-    src->items[src->nitems].slot = slot_idx;
+    src->items[src->nitems] = (item){kind, slot_idx, 0};
     src->nitems++;
 }
 
@@ -695,12 +732,33 @@ static int send_probe(rp_source *src, size_t idx)
     return send_sync(src);
 }
 
+/* change_events: its hash metrics, each in its own sync segment. */
+static int send_changes(rp_source *src, size_t idx)
+{
+    slot *sl = &src->slots[idx];
+    sl->fetch_time_ns = rp_clock_wall_ns();
+    rp_changes_begin(sl->changes);
+    for (int k = 0; k < RP_CHANGES_NINPUTS; k++) {
+        if (!sl->change_sql[k])
+            continue;
+        add_item(src, ITEM_CHANGE, (int)idx);
+        src->items[src->nitems - 1].sub = k;
+        if (!PQsendQueryParams(src->conn, sl->change_sql[k], 0, NULL, NULL, NULL, NULL, 0) ||
+            send_sync(src) < 0)
+            return -EIO;
+        src->stats.queries++;
+    }
+    return 0;
+}
+
 static int send_metric(rp_source *src, size_t idx)
 {
     slot *sl = &src->slots[idx];
     int ms = metric_timeout_ms(src, sl);
     if (ms != src->cur_timeout_ms && send_timeout(src, ms) < 0)
         return -EIO;
+    if (sl->def->code == RP_CODE_CHANGE_EVENTS)
+        return send_changes(src, idx);
     bool prepared = !(src->opts->no_prepared || src->def.no_prepared);
     if (prepared && !sl->prepared) {
         add_item(src, ITEM_PREPARE, (int)idx);
@@ -1061,6 +1119,44 @@ static void runtime_result(rp_source *src, const PGresult *res)
     src->plan_dirty = src->plan_dirty || changed; /* applied at the batch boundary */
 }
 
+static void emit_change(void *arg, const char *metric, rp_batch *b)
+{
+    rp_source *src = arg;
+    const slot *sl = &src->slots[src->items[src->cur_item].slot];
+    b->source = src->def.name;
+    b->metric = b->storage = metric;
+    b->fetch_time_ns = sl->fetch_time_ns;
+    b->custom_tags = src->def.custom_tags;
+    b->ncustom_tags = src->def.ncustom_tags;
+    src->stats.rows += b->nrows;
+    src->stats.values += b->nrows * b->ncols;
+    src->opts->emit(src->opts->emit_arg, b);
+}
+
+/* One hash metric of change_events; after the last, the change_events row. */
+static void change_result(rp_source *src, const item *it, const PGresult *res)
+{
+    slot *sl = &src->slots[it->slot];
+    if (src->tainted)
+        return;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        if (PQresultStatus(res) != PGRES_PIPELINE_ABORTED)
+            metric_failed(src, sl, res);
+    } else if (rp_changes_feed(sl->changes, it->sub, res, sl->fetch_time_ns, emit_change, src) <
+               0) {
+        rp_log_at(RP_LOG_WARN, src->def.name, sl->def->name, NULL,
+                  "%s lacks the columns change_events compares: ignored",
+                  rp_changes_input(it->sub));
+    } else {
+        src->stats.fetches_ok++;
+    }
+    int last = RP_CHANGES_NINPUTS - 1;
+    while (last > 0 && !sl->change_sql[last])
+        last--;
+    if (it->sub == last)
+        rp_changes_finish(sl->changes, sl->fetch_time_ns, emit_change, src);
+}
+
 static void item_result(rp_source *src, const item *it, PGresult *res)
 {
     ExecStatusType st = PQresultStatus(res);
@@ -1085,6 +1181,9 @@ static void item_result(rp_source *src, const item *it, PGresult *res)
         break;
     case ITEM_PROBE:
         probe_result(src, sl, res);
+        break;
+    case ITEM_CHANGE:
+        change_result(src, it, res);
         break;
     case ITEM_DEALLOCATE: /* nothing to do on failure: the name is never reused */
     case ITEM_SYNC:
@@ -1302,7 +1401,7 @@ static size_t filter_due(rp_source *src, size_t ndue)
             emit_instance_up(src, true);
         else if (src->is_local && rp_native_from_os(sl->def->code))
             emit_native(src, sl);
-        else if (sl->sql && !sl->offender && sl->skip_until <= now_ms(src))
+        else if ((sl->sql || sl->changes) && !sl->offender && sl->skip_until <= now_ms(src))
             src->due[k++] = src->due[i];
     }
     return k;
@@ -1449,6 +1548,8 @@ static void free_source(rp_source *src)
     rp_source_closed_cb cb = src->closed_cb;
     void *arg = src->closed_arg;
     rp_sched_fini(&src->sched);
+    for (size_t i = 0; i < src->nslots; i++)
+        rp_changes_free(src->slots[i].changes);
     rp_free(src->slots);
     rp_free(src->due);
     rp_free(src->items);

@@ -8,9 +8,8 @@
  *   column names and meanings (psutil's on Linux); otherwise the metric's SQL runs as
  *   written (pgwatch's PL/Python helpers), and a server without them reports the metric
  *   unavailable once.
- * - change_events (collect/changes.h) and server_log_event_counts: pgwatch's file holds
- *   only a placeholder for them, never sent to the server. This version does not read
- *   server logs: each source says once that it leaves server_log_event_counts out.
+ * - change_events (collect/changes.h) and server_log_event_counts (collect/logcounts.h):
+ *   pgwatch's file holds only a placeholder for them, never sent to the server.
  *
  * Reading /proc takes microseconds and does not block: it runs on the loop (batch mode)
  * or on the metric's thread (per-metric mode).
@@ -27,7 +26,7 @@
 
 struct sockaddr;
 
-#define RP_NATIVE_MAX_COLS 12
+#define RP_NATIVE_MAX_COLS 20
 
 /* One measurement read from the OS: a single row. */
 typedef struct rp_native_row {

@@ -21,6 +21,7 @@
 #include <libpq-fe.h>
 
 #include "collect/changes.h"
+#include "collect/logcounts.h"
 #include "collect/native.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -52,6 +53,7 @@ typedef struct pm_worker {
     bool failing, no_sql_logged;
     int64_t skip_until;     /* CLOCK_MONOTONIC ms; see rp_source_error_unavailable */
     rp_native_state native; /* for metrics read from /proc */
+    rp_logcounts logs;      /* server_log_event_counts: where it read */
     uint64_t err_len;       /* length of the last message, to log an unavailable one once */
     PGcancel *cancel;       /* under src->lock while a query runs */
 } pm_worker;
@@ -503,13 +505,53 @@ static int metric_timeout_ms(const pm_worker *w)
 }
 
 /* One fetch on c. -EIO when the connection broke. */
+static void queue_row(pm_worker *w, rp_native_row *row, int rc, int64_t t);
+
 /* A metric pgwatch reads from the OS: from /proc, queued like a result. */
 static void run_native(pm_worker *w)
 {
-    pm_source *s = w->src;
     rp_native_row *row = rp_malloc(sizeof(*row));
     int64_t t = rp_clock_wall_ns();
-    int rc = rp_native_read(w->def->code, &w->native, t, row);
+    queue_row(w, row, rp_native_read(w->def->code, &w->native, t, row), t);
+}
+
+/* server_log_event_counts (collect/logcounts.h). */
+static int run_logs(pm_worker *w, pm_conn *c)
+{
+    char offset[24], err[200];
+    const char *vals[3];
+    rp_logcounts_params(&w->logs, offset, vals);
+    int64_t t = rp_clock_wall_ns();
+    PGresult *res = PQexecParams(c->conn, rp_logcounts_sql, 3, NULL, vals, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        metric_failed(w, res);
+        PQclear(res);
+        return PQstatus(c->conn) == CONNECTION_OK ? 0 : -EIO;
+    }
+    rp_native_row *row = rp_malloc(sizeof(*row));
+    int rc = rp_logcounts_result(&w->logs, res, c->local, t, row, err, sizeof(err));
+    PQclear(res);
+    if (rc < 0) {
+        if (!w->failing)
+            rp_log_at(RP_LOG_WARN, w->src->def.name, w->def->name, err,
+                      "metric skipped: it cannot run on this server; tried again every 10 "
+                      "minutes");
+        w->failing = true;
+        w->skip_until = rp_clock_mono_ms() + 10 * 60 * 1000;
+        rp_free(row);
+        return 0;
+    }
+    if (rc > 0) {
+        rp_free(row);
+        return 0;
+    }
+    queue_row(w, row, 0, t);
+    return 0;
+}
+
+static void queue_row(pm_worker *w, rp_native_row *row, int rc, int64_t t)
+{
+    pm_source *s = w->src;
     pthread_mutex_lock(&s->lock);
     if (rc < 0) {
         s->stats.fetch_errors++;
@@ -585,14 +627,8 @@ static int run_metric(pm_worker *w, pm_conn *c)
         pthread_mutex_unlock(&s->lock);
         return run_changes(w, c, version);
     }
-    if (rp_metric_code_placeholder(w->def->code)) {
-        if (!w->no_sql_logged)
-            rp_log_at(RP_LOG_WARN, s->def.name, w->def->name, NULL,
-                      "metric is computed in pgwatch's own code, which this version of pgreaper "
-                      "does not implement: left out");
-        w->no_sql_logged = true;
-        return 0;
-    }
+    if (w->def->code == RP_CODE_LOG_EVENT_COUNTS)
+        return run_logs(w, c);
     if (c->local && rp_native_from_os(w->def->code)) {
         run_native(w);
         return 0;

@@ -26,6 +26,7 @@
 #include <uv.h>
 
 #include "collect/changes.h"
+#include "collect/logcounts.h"
 #include "collect/native.h"
 #include "collect/scheduler.h"
 #include "common/buf.h"
@@ -74,6 +75,7 @@ typedef enum item_kind {
     ITEM_DEALLOCATE,
     ITEM_PROBE,  /* the session check after a metric's first run on a connection */
     ITEM_CHANGE, /* one of change_events' hash metrics (sub: which) */
+    ITEM_LOGS,   /* server_log_event_counts' query */
     ITEM_SYNC,
 } item_kind;
 
@@ -97,6 +99,7 @@ typedef struct slot {
     rp_native_state native;
     rp_changes *changes;                        /* change_events: the objects seen */
     const char *change_sql[RP_CHANGES_NINPUTS]; /* ... its hash metrics' SQL (or NULL) */
+    rp_logcounts *logs;                         /* server_log_event_counts: where it read */
     uint64_t err_hash;
     uint64_t err_logged_at;
     int64_t fetch_time_ns;
@@ -395,13 +398,10 @@ static void choose_sql(rp_source *src, slot *sl)
         choose_change_sql(src, sl);
         return;
     }
-    if (rp_metric_code_placeholder(sl->def->code)) {
-        sl->sql = NULL; /* a placeholder: never sent */
-        if (!sl->no_sql_logged)
-            rp_log_at(RP_LOG_WARN, src->def.name, sl->def->name, NULL,
-                      "metric is computed in pgwatch's own code, which this version of pgreaper "
-                      "does not implement: left out");
-        sl->no_sql_logged = true;
+    if (sl->def->code == RP_CODE_LOG_EVENT_COUNTS) {
+        sl->sql = NULL; /* a placeholder: never sent (see collect/logcounts.h) */
+        if (!sl->logs)
+            sl->logs = rp_calloc(1, sizeof(rp_logcounts));
         return;
     }
     if (!sql && !sl->no_sql_logged && !sl->is_instance_up) {
@@ -433,8 +433,10 @@ static void add_stale(rp_source *src, const char *name)
 static void free_dropped(const rp_source *src, slot *old, size_t nold)
 {
     for (size_t i = 0; i < nold; i++)
-        if (!find_slot(src->slots, src->nslots, old[i].def->name))
+        if (!find_slot(src->slots, src->nslots, old[i].def->name)) {
             rp_changes_free(old[i].changes);
+            rp_free(old[i].logs);
+        }
 }
 
 static void collect_stale(rp_source *src, const slot *old, size_t nold)
@@ -751,6 +753,21 @@ static int send_changes(rp_source *src, size_t idx)
     return 0;
 }
 
+/* server_log_event_counts: where the log is, and what was added (collect/logcounts.h). */
+static int send_logs(rp_source *src, size_t idx)
+{
+    slot *sl = &src->slots[idx];
+    char offset[24];
+    const char *vals[3];
+    rp_logcounts_params(sl->logs, offset, vals);
+    sl->fetch_time_ns = rp_clock_wall_ns();
+    add_item(src, ITEM_LOGS, (int)idx);
+    if (!PQsendQueryParams(src->conn, rp_logcounts_sql, 3, NULL, vals, NULL, NULL, 0))
+        return -EIO;
+    src->stats.queries++;
+    return send_sync(src);
+}
+
 static int send_metric(rp_source *src, size_t idx)
 {
     slot *sl = &src->slots[idx];
@@ -759,6 +776,8 @@ static int send_metric(rp_source *src, size_t idx)
         return -EIO;
     if (sl->def->code == RP_CODE_CHANGE_EVENTS)
         return send_changes(src, idx);
+    if (sl->logs)
+        return send_logs(src, idx);
     bool prepared = !(src->opts->no_prepared || src->def.no_prepared);
     if (prepared && !sl->prepared) {
         add_item(src, ITEM_PREPARE, (int)idx);
@@ -1157,6 +1176,35 @@ static void change_result(rp_source *src, const item *it, const PGresult *res)
         rp_changes_finish(sl->changes, sl->fetch_time_ns, emit_change, src);
 }
 
+static void logs_result(rp_source *src, slot *sl, const PGresult *res)
+{
+    if (src->tainted)
+        return;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        if (PQresultStatus(res) != PGRES_PIPELINE_ABORTED)
+            metric_failed(src, sl, res);
+        return;
+    }
+    rp_native_row row;
+    char err[200];
+    int rc = rp_logcounts_result(sl->logs, res, src->is_local, sl->fetch_time_ns, &row, err,
+                                 sizeof(err));
+    if (rc < 0) {
+        metric_unavailable(src, sl, err, "55000", rp_hash_str(RP_HASH_INIT, err));
+        return;
+    }
+    src->stats.fetches_ok++;
+    sl->failing = false;
+    if (rc > 0)
+        return;
+    rp_batch b;
+    rp_native_batch(&row, &b);
+    src->stats.rows++;
+    src->stats.values +=
+        rp_source_write_batch(src->opts, &src->def, sl->def, &b, sl->fetch_time_ns);
+    rp_batch_fini(&b);
+}
+
 static void item_result(rp_source *src, const item *it, PGresult *res)
 {
     ExecStatusType st = PQresultStatus(res);
@@ -1184,6 +1232,9 @@ static void item_result(rp_source *src, const item *it, PGresult *res)
         break;
     case ITEM_CHANGE:
         change_result(src, it, res);
+        break;
+    case ITEM_LOGS:
+        logs_result(src, sl, res);
         break;
     case ITEM_DEALLOCATE: /* nothing to do on failure: the name is never reused */
     case ITEM_SYNC:
@@ -1401,7 +1452,8 @@ static size_t filter_due(rp_source *src, size_t ndue)
             emit_instance_up(src, true);
         else if (src->is_local && rp_native_from_os(sl->def->code))
             emit_native(src, sl);
-        else if ((sl->sql || sl->changes) && !sl->offender && sl->skip_until <= now_ms(src))
+        else if ((sl->sql || sl->changes || sl->logs) && !sl->offender &&
+                 sl->skip_until <= now_ms(src))
             src->due[k++] = src->due[i];
     }
     return k;
@@ -1548,8 +1600,10 @@ static void free_source(rp_source *src)
     rp_source_closed_cb cb = src->closed_cb;
     void *arg = src->closed_arg;
     rp_sched_fini(&src->sched);
-    for (size_t i = 0; i < src->nslots; i++)
+    for (size_t i = 0; i < src->nslots; i++) {
         rp_changes_free(src->slots[i].changes);
+        rp_free(src->slots[i].logs);
+    }
     rp_free(src->slots);
     rp_free(src->due);
     rp_free(src->items);

@@ -5,8 +5,9 @@ every kind, a disabled source of another kind, pgwatch2 keys and $VAR values.
 
 The files load; sources of other kinds are skipped with a warning; the OS metrics come
 from /proc with pgwatch's columns when the server is local (a unix socket here); the
-placeholders are never sent to the server and are reported once per source (change_events
-needs the hash metrics, which this file lacks); the same in per-metric mode."""
+placeholders are never sent to the server; change_events (without the hash metrics this file
+lacks) and server_log_event_counts (without csvlog) are reported once per source; the same
+in per-metric mode."""
 import os
 import sys
 
@@ -149,7 +150,7 @@ def check_run(t, r, pg, label, trace):
          '%s: CPU shares are percentages' % label, cpu)
     log = r.log()
     for m, said in (('change_events', 'change_events compares the catalogue'),
-                    ('server_log_event_counts', 'metric is computed in pgwatch')):
+                    ('server_log_event_counts', 'metric skipped: it cannot run')):
         n = log.count('source=local1 metric=%s: %s' % (m, said))
         t.is_(n, 1, '%s: %s left out, said once' % (label, m))
         t.ok(not r.batches(m), '%s: %s stores nothing' % (label, m))

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "collect/logcounts.h"
 #include "collect/native.h"
 #include "tests/lib/tap.h"
 
@@ -61,5 +62,23 @@ int main(void)
            val(&row, "read_bytes") >= 0,
        "psutil_disk_io_total: four counters");
     ok(rp_native_read(RP_CODE_CHANGE_EVENTS, &st, 42, &row) < 0, "a placeholder cannot be read");
+
+    /* csvlog: quoted fields may hold commas, quotes and newlines; a cut record waits. */
+    const char *csv =
+        "2026-01-01 00:00:00.000 UTC,\"postgres\",\"db1\",42,\"[local]\",6,1,\"SELECT\","
+        "2026-01-01 00:00:00 UTC,3/4,0,ERROR,22012,\"division by zero\",,,,,,\"select 1/0\",,,"
+        "\"psql\",client backend,,0\n"
+        "2026-01-01 00:00:01.000 UTC,,,7,,6,2,,2026-01-01 00:00:00 UTC,,0,LOG,00000,"
+        "\"checkpoint, with \"\"quotes\"\"\nand a newline\",,,,,,,,,\"\",checkpointer,,0\n"
+        "2026-01-01 00:00:02.000 UTC,\"postgres\",\"db2\",43,\"[local]\",6,1,\"DO\","
+        "2026-01-01 00:00:00 UTC,3/5,0,WARNING,01000,\"w\",,,,,,,,,\"psql\",client backend,,0\n"
+        "2026-01-01 00:00:03.000 UTC,\"postgres\",\"db1\",44,\"[local]\",6,1,\"DO\","
+        "2026-01-01 00:00:00 UTC,3/6,0,WARN";
+    int64_t counts[8] = {0}, totals[8] = {0};
+    size_t used = rp_logcounts_count(csv, strlen(csv), "db1", counts, totals);
+    ok(used == (size_t)(strrchr(csv, '\n') - csv + 1), "only whole records are consumed");
+    ok(counts[4] == 1 && totals[4] == 1, "db1's ERROR counted for db1 and in total");
+    ok(totals[5] == 1 && counts[5] == 0, "a LOG record with a quoted newline is one record");
+    ok(totals[3] == 1 && counts[3] == 0, "db2's WARNING only in the total");
     return done_testing();
 }

@@ -116,13 +116,20 @@ struct pm_source {
  *-------------------------------------------------------------------------
  */
 
-static void queue_locked(pm_source *s, PGresult *res, const rp_metric_def *def, int64_t t, int up)
+/* Hand an item to the loop (under s->lock). */
+static void push_locked(pm_source *s, pm_item init)
 {
-    pm_item *it = rp_calloc(1, sizeof(*it));
-    *it = (pm_item){.res = res, .def = def, .fetch_ns = t, .up = up};
+    pm_item *it = rp_malloc(sizeof(*it));
+    *it = init;
+    it->next = NULL;
     *s->tail = it;
     s->tail = &it->next;
     uv_async_send(&s->async);
+}
+
+static void queue_locked(pm_source *s, PGresult *res, const rp_metric_def *def, int64_t t, int up)
+{
+    push_locked(s, (pm_item){.res = res, .def = def, .fetch_ns = t, .up = up});
 }
 
 #define CHANGE_FINISH (RP_CHANGES_NINPUTS + 1)
@@ -186,7 +193,7 @@ static void deliver(pm_source *s)
             rp_source_write_up(s->opts, &s->def, it->up, it->fetch_ns);
         PQclear(it->res);
         rp_free(it->row);
-        free(it);
+        rp_free(it);
         it = next;
     }
 }
@@ -565,11 +572,7 @@ static void queue_row(pm_worker *w, rp_native_row *row, int rc, int64_t t)
         s->stats.fetches_ok++;
         s->stats.rows++;
         s->stats.values += row->ncols;
-        pm_item *it = rp_calloc(1, sizeof(*it));
-        *it = (pm_item){.row = row, .def = w->def, .fetch_ns = t};
-        *s->tail = it;
-        s->tail = &it->next;
-        uv_async_send(&s->async);
+        push_locked(s, (pm_item){.row = row, .def = w->def, .fetch_ns = t});
     }
     pthread_mutex_unlock(&s->lock);
 }
@@ -578,11 +581,7 @@ static void queue_change(pm_worker *w, PGresult *res, int change, int64_t t)
 {
     pm_source *s = w->src;
     pthread_mutex_lock(&s->lock);
-    pm_item *it = rp_calloc(1, sizeof(*it));
-    *it = (pm_item){.res = res, .def = w->def, .fetch_ns = t, .change = change};
-    *s->tail = it;
-    s->tail = &it->next;
-    uv_async_send(&s->async);
+    push_locked(s, (pm_item){.res = res, .def = w->def, .fetch_ns = t, .change = change});
     pthread_mutex_unlock(&s->lock);
 }
 

@@ -119,8 +119,7 @@ struct rp_source {
     rp_catalog *cat;
     char *masked_conn; /* conn_str with passwords masked, for messages */
 
-    rp_pgclient client; /* resolve, connect, back off; its conn while connected */
-    PGconn *conn;       /* client.conn while BUSY, READY or DRAINING, else NULL */
+    rp_pgclient client; /* resolve, connect, back off; client.conn is the connection */
     FILE *trace;
     int io_events;
     bool is_tcp;
@@ -219,7 +218,7 @@ static void arm_deadline(rp_source *src, uint64_t ms)
 /* libpq's error text (passwords scrubbed) into src->last_error. */
 static const char *conn_error(rp_source *src)
 {
-    return rp_pgconn_error(src->conn, src->def.conn_str, src->last_error, sizeof(src->last_error));
+    return rp_pgclient_conn_error(&src->client);
 }
 
 /*-------------------------------------------------------------------------
@@ -275,12 +274,11 @@ static void drop_rows(rp_source *src)
 }
 
 /* Forget what belonged to the connection (the client finishes the PGconn itself, after
- * this, or already did: then src->conn was cleared first). */
+ * this, or already did: then client.conn is NULL). */
 static void disconnect(rp_source *src)
 {
-    if (src->conn && src->trace)
-        PQuntrace(src->conn);
-    src->conn = NULL;
+    if (src->client.conn && src->trace)
+        PQuntrace(src->client.conn);
     if (src->trace) {
         fclose(src->trace);
         src->trace = NULL;
@@ -563,11 +561,11 @@ static void detect_tcp(rp_source *src)
 {
     struct sockaddr_storage ss, peer;
     socklen_t len = sizeof(ss), plen = sizeof(peer);
-    src->is_tcp = getsockname(PQsocket(src->conn), (struct sockaddr *)&ss, &len) == 0 &&
+    src->is_tcp = getsockname(PQsocket(src->client.conn), (struct sockaddr *)&ss, &len) == 0 &&
                   (ss.ss_family == AF_INET || ss.ss_family == AF_INET6);
-    src->is_local =
-        !src->is_tcp || (getpeername(PQsocket(src->conn), (struct sockaddr *)&peer, &plen) == 0 &&
-                         rp_native_peer_is_local((struct sockaddr *)&peer));
+    src->is_local = !src->is_tcp || (getpeername(PQsocket(src->client.conn),
+                                                 (struct sockaddr *)&peer, &plen) == 0 &&
+                                     rp_native_peer_is_local((struct sockaddr *)&peer));
 }
 
 static void start_trace(rp_source *src)
@@ -578,7 +576,7 @@ static void start_trace(rp_source *src)
     rp_buf_printf(&path, "%s/%s.trace", src->opts->libpq_trace_dir, src->def.name);
     src->trace = fopen(path.data, "a");
     if (src->trace) {
-        PQtrace(src->conn, src->trace);
+        PQtrace(src->client.conn, src->trace);
     } else {
         rp_log_at(RP_LOG_WARN, src->def.name, NULL, NULL, "could not open trace file \"%s\": %m",
                   path.data);
@@ -588,8 +586,7 @@ static void start_trace(rp_source *src)
 
 static void connected(rp_source *src)
 {
-    src->conn = src->client.conn;
-    if (PQenterPipelineMode(src->conn) != 1) {
+    if (PQenterPipelineMode(src->client.conn) != 1) {
         enter_backoff(src, conn_error(src));
         return;
     }
@@ -622,7 +619,6 @@ static void went_down(rp_source *src)
 {
     bool was_up = src->was_connected, draining = src->state == RP_SOURCE_DRAINING;
     const char *reason = src->client.error;
-    src->conn = NULL; /* finished by the client */
     disconnect(src);
     uv_timer_stop(&src->tick_timer);
     set_state(src, RP_SOURCE_OFFLINE);
@@ -665,7 +661,7 @@ static void add_item(rp_source *src, item_kind kind, int slot_idx)
 static int send_sync(rp_source *src)
 {
     add_item(src, ITEM_SYNC, -1);
-    return PQpipelineSync(src->conn) == 1 ? 0 : -EIO;
+    return PQpipelineSync(src->client.conn) == 1 ? 0 : -EIO;
 }
 
 static const char *runtime_sql(int variant)
@@ -691,8 +687,8 @@ static int send_timeout(rp_source *src, int ms)
     snprintf(v, sizeof(v), "%d", ms);
     const char *params[1] = {v};
     add_item(src, ITEM_SET_TIMEOUT, -1);
-    if (!PQsendQueryParams(src->conn, "select set_config('statement_timeout', $1, false)", 1, NULL,
-                           params, NULL, NULL, 0))
+    if (!PQsendQueryParams(src->client.conn, "select set_config('statement_timeout', $1, false)", 1,
+                           NULL, params, NULL, NULL, 0))
         return -EIO;
     src->cur_timeout_ms = ms;
     return send_sync(src);
@@ -729,7 +725,7 @@ static int send_probe(rp_source *src, size_t idx)
     const char *params[1] = {v};
     src->slots[idx].probed = true;
     add_item(src, ITEM_PROBE, (int)idx);
-    if (!PQsendQueryParams(src->conn, probe_sql, 1, NULL, params, NULL, NULL, 0))
+    if (!PQsendQueryParams(src->client.conn, probe_sql, 1, NULL, params, NULL, NULL, 0))
         return -EIO;
     return send_sync(src);
 }
@@ -745,7 +741,7 @@ static int send_changes(rp_source *src, size_t idx)
             continue;
         add_item(src, ITEM_CHANGE, (int)idx);
         src->items[src->nitems - 1].sub = k;
-        if (!PQsendQueryParams(src->conn, sl->change_sql[k], 0, NULL, NULL, NULL, NULL, 0) ||
+        if (!PQsendQueryParams(src->client.conn, sl->change_sql[k], 0, NULL, NULL, NULL, NULL, 0) ||
             send_sync(src) < 0)
             return -EIO;
         src->stats.queries++;
@@ -762,7 +758,7 @@ static int send_logs(rp_source *src, size_t idx)
     rp_logcounts_params(sl->logs, offset, vals);
     sl->fetch_time_ns = rp_clock_wall_ns();
     add_item(src, ITEM_LOGS, (int)idx);
-    if (!PQsendQueryParams(src->conn, rp_logcounts_sql, 3, NULL, vals, NULL, NULL, 0))
+    if (!PQsendQueryParams(src->client.conn, rp_logcounts_sql, 3, NULL, vals, NULL, NULL, 0))
         return -EIO;
     src->stats.queries++;
     return send_sync(src);
@@ -781,14 +777,14 @@ static int send_metric(rp_source *src, size_t idx)
     bool prepared = !(src->opts->no_prepared || src->def.no_prepared);
     if (prepared && !sl->prepared) {
         add_item(src, ITEM_PREPARE, (int)idx);
-        if (!PQsendPrepare(src->conn, sl->stmt_name, sl->sql, 0, NULL))
+        if (!PQsendPrepare(src->client.conn, sl->stmt_name, sl->sql, 0, NULL))
             return -EIO;
         sl->prepared = true; /* reset if the prepare fails */
     }
     add_item(src, ITEM_QUERY, (int)idx);
     sl->fetch_time_ns = rp_clock_wall_ns();
-    int ok = prepared ? PQsendQueryPrepared(src->conn, sl->stmt_name, 0, NULL, NULL, NULL, 0)
-                      : PQsendQueryParams(src->conn, sl->sql, 0, NULL, NULL, NULL, NULL, 0);
+    int ok = prepared ? PQsendQueryPrepared(src->client.conn, sl->stmt_name, 0, NULL, NULL, NULL, 0)
+                      : PQsendQueryParams(src->client.conn, sl->sql, 0, NULL, NULL, NULL, NULL, 0);
     if (!ok)
         return -EIO;
     src->stats.queries++;
@@ -803,7 +799,8 @@ static int send_deallocations(rp_source *src)
         char sql[48]; /* our own statement names: rp_<number> */
         snprintf(sql, sizeof(sql), "DEALLOCATE %s", src->stale[i]);
         add_item(src, ITEM_DEALLOCATE, -1);
-        if (!PQsendQueryParams(src->conn, sql, 0, NULL, NULL, NULL, NULL, 0) || send_sync(src) < 0)
+        if (!PQsendQueryParams(src->client.conn, sql, 0, NULL, NULL, NULL, NULL, 0) ||
+            send_sync(src) < 0)
             return -EIO;
     }
     src->nstale = 0;
@@ -813,7 +810,7 @@ static int send_deallocations(rp_source *src)
 static void cork(rp_source *src, int on)
 {
     if (src->is_tcp && src->opts->tcp_cork)
-        (void)setsockopt(PQsocket(src->conn), IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
+        (void)setsockopt(PQsocket(src->client.conn), IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
 }
 
 /* Queue the runtime query (when asked) and every due metric as one pipeline, flush. */
@@ -827,8 +824,8 @@ static void send_pipeline(rp_source *src, const size_t *due, size_t ndue, bool r
     int max_timeout = 0;
     if (runtime) {
         add_item(src, ITEM_RUNTIME, -1);
-        if (!PQsendQueryParams(src->conn, runtime_sql(src->runtime_variant), 0, NULL, NULL, NULL,
-                               NULL, 0) ||
+        if (!PQsendQueryParams(src->client.conn, runtime_sql(src->runtime_variant), 0, NULL, NULL,
+                               NULL, NULL, 0) ||
             send_sync(src) < 0)
             rc = -EIO;
         src->runtime_due = now_ms(src) + (uint64_t)src->opts->runtime_refresh_ms;
@@ -849,7 +846,7 @@ static void send_pipeline(rp_source *src, const size_t *due, size_t ndue, bool r
     arm_deadline(src, (uint64_t)(max_timeout > 0 ? max_timeout : 60000) + BATCH_GRACE_MS);
     /* Usually everything went out with the syncs: then the socket stays watched for
      * reading only, as in READY, and no epoll change is needed for this tick. */
-    int f = PQflush(src->conn);
+    int f = PQflush(src->client.conn);
     if (f < 0) {
         enter_backoff(src, conn_error(src));
         return;
@@ -994,7 +991,7 @@ static void begin_item(rp_source *src, const item *it)
     result_caps(src, sl, &max_rows, &max_bytes);
     bool guarded = !sl->sized || sl->last_rows > max_rows / GUARD_DIVISOR ||
                    sl->last_bytes > max_bytes / GUARD_DIVISOR;
-    src->single = guarded && PQsetSingleRowMode(src->conn) == 1;
+    src->single = guarded && PQsetSingleRowMode(src->client.conn) == 1;
 }
 
 /* One row in single-row mode: its values are copied into the arena while the result
@@ -1176,6 +1173,17 @@ static void change_result(rp_source *src, const item *it, const PGresult *res)
         rp_changes_finish(sl->changes, sl->fetch_time_ns, emit_change, src);
 }
 
+/* One row pgreaper computed itself (collect/native.h) as the metric's measurement. */
+static void emit_row(rp_source *src, slot *sl, const rp_native_row *row, int64_t t)
+{
+    rp_batch b;
+    rp_native_batch(row, &b);
+    src->stats.fetches_ok++;
+    src->stats.rows++;
+    src->stats.values += rp_source_write_batch(src->opts, &src->def, sl->def, &b, t);
+    rp_batch_fini(&b);
+}
+
 static void logs_result(rp_source *src, slot *sl, const PGresult *res)
 {
     if (src->tainted)
@@ -1193,16 +1201,11 @@ static void logs_result(rp_source *src, slot *sl, const PGresult *res)
         metric_unavailable(src, sl, err, "55000", rp_hash_str(RP_HASH_INIT, err));
         return;
     }
-    src->stats.fetches_ok++;
     sl->failing = false;
     if (rc > 0)
-        return;
-    rp_batch b;
-    rp_native_batch(&row, &b);
-    src->stats.rows++;
-    src->stats.values +=
-        rp_source_write_batch(src->opts, &src->def, sl->def, &b, sl->fetch_time_ns);
-    rp_batch_fini(&b);
+        src->stats.fetches_ok++; /* nothing new to store this time */
+    else
+        emit_row(src, sl, &row, sl->fetch_time_ns);
 }
 
 static void item_result(rp_source *src, const item *it, PGresult *res)
@@ -1259,9 +1262,9 @@ static int drain_results(rp_source *src)
             begin_item(src, it);
         if (uv_hrtime() - start >= YIELD_NS)
             return 2;
-        if (PQisBusy(src->conn))
+        if (PQisBusy(src->client.conn))
             return 0;
-        PGresult *res = PQgetResult(src->conn);
+        PGresult *res = PQgetResult(src->client.conn);
         if (!res) {
             if (it->kind != ITEM_SYNC)
                 next_item(src);
@@ -1286,7 +1289,7 @@ static int drain_results(rp_source *src)
             item_result(src, it, res);
         }
         PQclear(res);
-        if (PQstatus(src->conn) == CONNECTION_BAD)
+        if (PQstatus(src->client.conn) == CONNECTION_BAD)
             return -EIO;
     }
     return 1;
@@ -1326,7 +1329,7 @@ static void batch_done(rp_source *src)
         enter_closing(src);
         return;
     }
-    if (PQtransactionStatus(src->conn) != PQTRANS_IDLE && !src->reset_why[0])
+    if (PQtransactionStatus(src->client.conn) != PQTRANS_IDLE && !src->reset_why[0])
         snprintf(src->reset_why, sizeof(src->reset_why),
                  "a metric left a transaction open (rolled back)");
     if (src->reset_why[0]) {
@@ -1340,12 +1343,12 @@ static void batch_done(rp_source *src)
 static void pump(rp_source *src)
 {
     if (src->io_events & UV_READABLE) {
-        if (!PQconsumeInput(src->conn)) {
+        if (!PQconsumeInput(src->client.conn)) {
             enter_backoff(src, conn_error(src));
             return;
         }
     }
-    int f = PQflush(src->conn);
+    int f = PQflush(src->client.conn);
     if (f < 0) {
         enter_backoff(src, conn_error(src));
         return;
@@ -1435,12 +1438,7 @@ static void emit_native(rp_source *src, slot *sl)
         return;
     }
     sl->failing = false;
-    rp_batch b;
-    rp_native_batch(&row, &b);
-    src->stats.fetches_ok++;
-    src->stats.rows++;
-    src->stats.values += rp_source_write_batch(src->opts, &src->def, sl->def, &b, now);
-    rp_batch_fini(&b);
+    emit_row(src, sl, &row, now);
 }
 
 static size_t filter_due(rp_source *src, size_t ndue)
@@ -1490,17 +1488,17 @@ static void step_ready(rp_source *src, rp_event ev)
     if (ev != EV_IO)
         return;
     /* Idle connection became readable: a notice, or the server closing it. */
-    if (!PQconsumeInput(src->conn) || PQstatus(src->conn) == CONNECTION_BAD) {
+    if (!PQconsumeInput(src->client.conn) || PQstatus(src->client.conn) == CONNECTION_BAD) {
         enter_backoff(src, conn_error(src));
         return;
     }
-    while (!PQisBusy(src->conn)) {
-        PGresult *res = PQgetResult(src->conn);
+    while (!PQisBusy(src->client.conn)) {
+        PGresult *res = PQgetResult(src->client.conn);
         if (!res)
             break;
         PQclear(res);
     }
-    if (PQstatus(src->conn) == CONNECTION_BAD)
+    if (PQstatus(src->client.conn) == CONNECTION_BAD)
         enter_backoff(src, conn_error(src));
 }
 

@@ -85,8 +85,7 @@ typedef struct pg_sink {
     ps_state state;
     uv_loop_t *loop;
     rp_sink_opts opts;
-    rp_pgclient client;
-    PGconn *conn;           /* client.conn once connected, else NULL */
+    rp_pgclient client;     /* client.conn is the connection once connected */
     uv_timer_t timer;       /* batching delay, or the deadline of the statement in flight */
     uv_timer_t maint_timer; /* maintenance interval; shutdown deadline while closing */
     unsigned pending_closes;
@@ -351,15 +350,15 @@ static void pg_write_batch(rp_sink *base, const rp_batch *b)
 static void send_query(pg_sink *s, ps_state waiting, const char *sql, int nparams,
                        const char *const *params)
 {
-    int ok = nparams ? PQsendQueryParams(s->conn, sql, nparams, NULL, params, NULL, NULL, 0)
-                     : PQsendQuery(s->conn, sql);
+    int ok = nparams ? PQsendQueryParams(s->client.conn, sql, nparams, NULL, params, NULL, NULL, 0)
+                     : PQsendQuery(s->client.conn, sql);
     if (!ok) {
         fail(s, NULL);
         return;
     }
     set_state(s, waiting);
     arm(s, QUERY_TIMEOUT_MS);
-    int f = PQflush(s->conn);
+    int f = PQflush(s->client.conn);
     if (f < 0 || rp_pgclient_watch(&s->client, f ? UV_READABLE | UV_WRITABLE : UV_READABLE) < 0)
         fail(s, NULL);
 }
@@ -382,13 +381,13 @@ static void copy_accepted(pg_sink *s);
 static void pump_query(pg_sink *s)
 {
     int f = -1;
-    if (((s->client.io_events & UV_READABLE) && !PQconsumeInput(s->conn)) ||
-        (f = PQflush(s->conn)) < 0) {
+    if (((s->client.io_events & UV_READABLE) && !PQconsumeInput(s->client.conn)) ||
+        (f = PQflush(s->client.conn)) < 0) {
         fail(s, NULL);
         return;
     }
-    while (!PQisBusy(s->conn)) {
-        PGresult *r = PQgetResult(s->conn);
+    while (!PQisBusy(s->client.conn)) {
+        PGresult *r = PQgetResult(s->client.conn);
         if (!r) {
             PGresult *first = s->result;
             s->result = NULL;
@@ -403,7 +402,7 @@ static void pump_query(pg_sink *s)
         }
         keep_result(s, r);
     }
-    if (PQstatus(s->conn) == CONNECTION_BAD)
+    if (PQstatus(s->client.conn) == CONNECTION_BAD)
         fail(s, NULL);
     else if (rp_pgclient_watch(&s->client, f ? UV_READABLE | UV_WRITABLE : UV_READABLE) < 0)
         fail(s, "could not watch the sink connection's socket");
@@ -417,7 +416,7 @@ static void pump_query(pg_sink *s)
 static void send_copy(pg_sink *s)
 {
     rp_pgbuf_table *t = s->buf.copy_table;
-    char *ident = PQescapeIdentifier(s->conn, t->name, strlen(t->name));
+    char *ident = PQescapeIdentifier(s->client.conn, t->name, strlen(t->name));
     if (!ident) {
         fail(s, NULL);
         return;
@@ -503,26 +502,26 @@ static int put_copy(pg_sink *s)
     const char *p;
     size_t n;
     while (rp_pgcopy_stream_peek(&s->copy, &p, &n)) {
-        int r = PQputCopyData(s->conn, p, (int)n);
+        int r = PQputCopyData(s->client.conn, p, (int)n);
         if (r <= 0)
             return r;
         s->base.stats.bytes += n;
         rp_pgcopy_stream_advance(&s->copy, n);
     }
-    int e = PQputCopyEnd(s->conn, NULL);
+    int e = PQputCopyEnd(s->client.conn, NULL);
     return e < 0 ? -1 : e;
 }
 
 static void pump_copy(pg_sink *s)
 {
-    if ((s->client.io_events & UV_READABLE) && !PQconsumeInput(s->conn)) {
+    if ((s->client.io_events & UV_READABLE) && !PQconsumeInput(s->client.conn)) {
         fail(s, NULL);
         return;
     }
     int r = put_copy(s);
     /* Only flush here: consuming input again after queueing COPY data made COPYs stall
      * under CPU load in sink.py, 5 runs of 7. */
-    int f = r < 0 ? -1 : PQflush(s->conn);
+    int f = r < 0 ? -1 : PQflush(s->client.conn);
     if (f < 0) {
         fail(s, NULL);
         return;
@@ -600,7 +599,7 @@ static void copy_failed(pg_sink *s, PGresult *r)
  * for resolve_unknown. */
 static void copy_done(pg_sink *s, PGresult *r)
 {
-    if (PQstatus(s->conn) == CONNECTION_BAD || (!result_ok(r) && transient(sqlstate(r)))) {
+    if (PQstatus(s->client.conn) == CONNECTION_BAD || (!result_ok(r) && transient(sqlstate(r)))) {
         char why[300];
         snprintf(why, sizeof(why), "%s", result_error(s, r));
         fail(s, why); /* went_down() keeps a sent COPY's chunks pinned for resolve_unknown */
@@ -860,7 +859,6 @@ static void next_work(pg_sink *s)
 static void went_down(pg_sink *s)
 {
     bool was_up = s->state != PS_OFFLINE && s->state != PS_SCHEMA;
-    s->conn = NULL;
     PQclear(s->result);
     s->result = NULL;
     if (s->state == PS_COPY_WAIT)
@@ -909,7 +907,6 @@ static void on_maint_timer(uv_timer_t *t)
 static void step_offline(pg_sink *s, ps_event ev)
 {
     if (ev == EV_UP) {
-        s->conn = s->client.conn;
         send_query(s, PS_SCHEMA, rp_pg_schema_sql, 0, NULL);
     } else if (ev == EV_CLOSE && !s->buf.head) {
         finish_close(s);
@@ -922,7 +919,7 @@ static void step_idle(pg_sink *s, ps_event ev)
 {
     switch (ev) {
     case EV_IO: /* nothing is expected: a notice, or the server went away */
-        if (!PQconsumeInput(s->conn) || PQstatus(s->conn) == CONNECTION_BAD)
+        if (!PQconsumeInput(s->client.conn) || PQstatus(s->client.conn) == CONNECTION_BAD)
             fail(s, NULL);
         break;
     case EV_TIMER:
@@ -1149,7 +1146,6 @@ static void finish_close(pg_sink *s)
     account_at_exit(s);
     PQclear(s->result);
     s->result = NULL;
-    s->conn = NULL;
     set_state(s, PS_CLOSING);
     s->pending_closes = 3;
     rp_pgclient_close(&s->client, on_part_closed);

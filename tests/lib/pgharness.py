@@ -232,12 +232,13 @@ class Reaper:
         """Every JSON line written so far (a partial last line is ignored)."""
         if not os.path.exists(self.out):
             return []
-        out = []
-        with open(self.out) as f:
-            for raw in f:
-                if raw.endswith('\n'):
-                    out.append(json.loads(raw))
-        return out
+        # One read, then whole lines only: iterating the file line by line returns a
+        # partial last line at EOF and then, if pgreaper appended meanwhile, the rest of
+        # that line as if it were a line of its own.
+        with open(self.out, 'rb') as f:
+            data = f.read()
+        whole = data[:data.rfind(b'\n') + 1].decode()
+        return [json.loads(raw) for raw in whole.splitlines()]
 
     def batches(self, metric=None, dbname=None):
         return [b for b in self.lines()

@@ -70,8 +70,13 @@ static void item_name(const char *s, size_t n, const int *d, int base, rp_buf *o
         if (dot)
             a = (size_t)(dot + 1 - s);
     }
+    bool quoted = b - a > 2 && s[a] == '"' && s[b - 1] == '"' && !memchr(s + a + 1, '"', b - a - 2);
+    if (quoted) { /* a quoted identifier: its name is the text inside the quotes */
+        a++;
+        b--;
+    }
     bool plain = b > a;
-    for (size_t i = a; i < b; i++)
+    for (size_t i = a; i < b && !quoted; i++)
         plain = plain && (isalnum((unsigned char)s[i]) || s[i] == '_');
     if (plain)
         rp_buf_append(out, s + a, b - a);

@@ -304,7 +304,7 @@ static void disconnect(rp_source *src)
 void rp_source_write_up(const rp_source_opts *opts, const rp_source_def *def, bool up, int64_t t)
 {
     static const rp_column cols[] = {{"epoch_ns", RP_COL_TIME, RP_VAL_INT},
-                                     {INSTANCE_UP_METRIC, RP_COL_FIELD, RP_VAL_INT}};
+                                     {"is_up", RP_COL_FIELD, RP_VAL_INT}};
     char ts[24];
     snprintf(ts, sizeof(ts), "%lld", (long long)t);
     const char *vals[2] = {ts, up ? "1" : "0"};

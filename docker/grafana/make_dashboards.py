@@ -56,7 +56,7 @@ TAG = "tag_data->>'%s'"
 
 BOARDS = {
     'health': ('pgreaper: health overview', [
-        ts('Instance up (1 = connected)', gauge('instance_up', 'instance_up'), main=True),
+        ts('Instance up (1 = connected)', gauge('instance_up', 'is_up'), main=True),
         ts('Transactions per second', rate('db_stats', 'xact_commit'), 'ops', main=True),
         ts('Active sessions', gauge('backends', 'active'), main=True),
         ts('Database size', gauge('db_size', 'size_b'), 'bytes', main=True),
@@ -87,23 +87,32 @@ BOARDS = {
         ts('Temp bytes per second', rate('db_stats', 'temp_bytes'), 'Bps'),
         ts('Deadlocks per second', rate('db_stats', 'deadlocks'), 'ops'),
         ts('WAL generated', rate('wal', 'xlog_location_b'), 'Bps', main=True),
-        ts('WAL directory size', gauge('wal_size', 'size_b'), 'bytes'),
+        ts('WAL directory size', gauge('wal_size', 'wal_size_b'), 'bytes'),
     ]),
     'sessions': ('pgreaper: sessions and locks', [
         ts('Sessions by state', 'select $__timeGroupAlias(time, $__interval), '
            "dbname || ' ' || s.state as metric, avg(s.n) as value\n"
            'from public.backends, lateral (values '
            "('active', (data->>'active')::float8), ('idle', (data->>'idle')::float8), "
-           "('idle in transaction', (data->>'idle_in_transaction')::float8)) as s(state, n)\n"
+           "('idle in transaction', (data->>'idleintransaction')::float8)) as s(state, n)\n"
            'where $__timeFilter(time) and dbname in ($dbname)\ngroup by 1, 2 order by 1',
            main=True),
-        ts('Sessions by wait event',
-           gauge('sessions_by_wait', 'sessions',
+        ts('Waiting active sessions by wait event',
+           gauge('wait_events', 'count',
                  series="dbname || ' ' || (tag_data->>'wait_event_type') || ':' || (tag_data->>'wait_event')")),
         ts('Locks by mode', gauge('locks_mode', 'count', series="tag_data->>'lockmode'"),
            main=True),
-        ts('Blocked sessions', gauge('blocking_locks', 'blocked_sessions')),
-        ts('Longest transaction (s)', gauge('backends', 'longest_tx_s'), 's', main=True),
+        ts('Blocked sessions', gauge('backends', 'blocked')),
+        ts('Longest transaction (s)', gauge('backends', 'longest_tx_seconds'), 's', main=True),
+        table('Who blocks whom (latest)',
+              'select distinct on (dbname, waiting_pid, other_pid) dbname, time, waiting_pid, '
+              'waiting_mode, waiting_table, other_pid, other_mode, other_query\n'
+              "from (select dbname, time, (data->>'waiting_pid')::int as waiting_pid, "
+              "(data->>'other_pid')::int as other_pid, tag_data->>'waiting_mode' as waiting_mode, "
+              "tag_data->>'waiting_table' as waiting_table, data->>'other_mode' as other_mode, "
+              "data->>'other_query' as other_query\n"
+              '      from public.blocking_locks where $__timeFilter(time) and dbname in ($dbname)) b\n'
+              'order by dbname, waiting_pid, other_pid, time desc limit 50'),
         table('Long-running and idle-in-transaction sessions (latest)',
               'select distinct on (dbname, tag_data) dbname, time, '
               "tag_data->>'pid' as pid, tag_data->>'user' as usr, data->>'state' as state, "
@@ -115,15 +124,15 @@ BOARDS = {
         ts('Replay lag (bytes) per standby',
            gauge('replication', 'replay_lag_b', series="dbname || ' ' || (tag_data->>'application_name')"),
            'bytes'),
-        ts('Replay lag (s) per standby',
-           gauge('replication', 'replay_lag_s', series="dbname || ' ' || (tag_data->>'application_name')"),
-           's'),
-        ts('WAL retained by slots', gauge('replication_slots', 'retained_wal_b',
+        ts('Replay lag (ms) per standby',
+           gauge('replication', 'replay_lag_ms', series="dbname || ' ' || (tag_data->>'application_name')"),
+           'ms'),
+        ts('WAL retained by slots', gauge('replication_slots', 'restart_lsn_lag_b',
                                           series="dbname || ' ' || (tag_data->>'slot_name')"),
            'bytes'),
-        ts('Standby: replay gap (bytes)', gauge('wal_receiver', 'replay_gap_b'), 'bytes'),
+        ts('Standby: replay gap (bytes)', gauge('wal_receiver', 'replay_lag_b'), 'bytes'),
         ts('Role (1 = standby)', gauge('postgres_role', 'in_recovery_int'), main=True),
-        ts('Recovery conflicts per second', rate('db_conflicts', 'confl_snapshot'), 'ops'),
+        ts('Recovery conflicts per second', rate('database_conflicts', 'confl_snapshot'), 'ops'),
     ]),
     'tables': ('pgreaper: tables and indexes', [
         table('Largest tables (latest)',
@@ -131,7 +140,7 @@ BOARDS = {
               "tag_data->>'table_full_name' as table_name, "
               "(data->>'total_relation_size_b')::int8 as total_size_b, "
               "(data->>'n_live_tup')::int8 as live, (data->>'n_dead_tup')::int8 as dead, "
-              "(data->>'last_vacuum_age_s')::int8 as last_vacuum_age_s\n"
+              "(data->>'seconds_since_last_vacuum')::int8 as seconds_since_last_vacuum\n"
               'from public.table_stats where $__timeFilter(time) and dbname in ($dbname)\n'
               'order by dbname, tag_data, time desc limit 100', main=True),
         ts('Sequential scans per second (top tables)',
@@ -139,18 +148,18 @@ BOARDS = {
            'ops', main=True),
         ts('Dead tuples', gauge('table_stats', 'n_dead_tup',
                                 series="dbname || ' ' || (tag_data->>'table_name')")),
-        ts('Heap blocks read per second', rate('table_io', 'heap_blks_read',
+        ts('Heap blocks read per second', rate('table_io_stats', 'heap_blks_read',
                                                series="dbname || ' ' || (tag_data->>'table_name')"),
            'ops'),
         table('Index sizes and scans (latest)',
               'select distinct on (dbname, tag_data) dbname, '
-              "tag_data->>'index_name' as index_name, (data->>'index_size_b')::int8 as size_b, "
-              "(data->>'idx_scan')::int8 as scans, (data->>'is_valid_int')::int as valid\n"
+              "tag_data->>'index_full_name' as index_name, (data->>'index_size_b')::int8 as size_b, "
+              "(data->>'idx_scan')::int8 as scans, (data->>'is_invalid_int')::int as invalid\n"
               'from public.index_stats where $__timeFilter(time) and dbname in ($dbname)\n'
               'order by dbname, tag_data, time desc limit 100', main=True),
         table('Unused indexes (latest)',
               'select distinct on (dbname, tag_data) dbname, '
-              "tag_data->>'index_name' as index_name, (data->>'index_size_b')::int8 as size_b\n"
+              "tag_data->>'index_full_name' as index_name, (data->>'index_size_b')::int8 as size_b\n"
               'from public.unused_indexes where $__timeFilter(time) and dbname in ($dbname)\n'
               'order by dbname, tag_data, time desc limit 100'),
         table('Sequences closest to their maximum (latest)',
@@ -170,9 +179,9 @@ BOARDS = {
     ]),
     'queries': ('pgreaper: query performance', [
         table('Top statements by execution time in the range',
-              'select tag_data->>\'queryid\' as queryid, max(data->>\'query\') as query,\n'
+              'select tag_data->>\'queryid\' as queryid, max(tag_data->>\'query\') as query,\n'
               "       max((data->>'calls')::float8) - min((data->>'calls')::float8) as calls,\n"
-              "       max((data->>'total_exec_time_ms')::float8) - min((data->>'total_exec_time_ms')::float8) as exec_ms\n"
+              "       max((data->>'total_time')::float8) - min((data->>'total_time')::float8) as exec_ms\n"
               'from public.stat_statements where $__timeFilter(time) and dbname in ($dbname)\n'
               'group by 1 order by exec_ms desc nulls last limit 30', main=True),
         ts('Statement calls per second (all top statements)',
@@ -180,8 +189,8 @@ BOARDS = {
            + rate('stat_statements', 'calls', part="dbname, tag_data->>'queryid'").replace('\norder by time', '')
            + '\n) r where value is not null group by 1, 2 order by 1',
            'ops'),
-        ts('Function calls per second', rate('function_stats', 'calls',
-                                             series="dbname || ' ' || (tag_data->>'function')"),
+        ts('Function calls per second', rate('sproc_stats', 'sp_calls',
+                                             series="dbname || ' ' || (tag_data->>'function_full_name')"),
            'ops'),
     ]),
     'checkpoints': ('pgreaper: checkpointer and background writer', [
@@ -201,7 +210,7 @@ BOARDS = {
               'select l.dbname, l.metric, l.created_on as first_seen\n'
               'from admin.all_distinct_dbname_metrics l\n'
               'where l.dbname in ($dbname)\norder by 1, 2', main=True),
-        ts('instance_up per source', gauge('instance_up', 'instance_up'), main=True),
+        ts('instance_up per source', gauge('instance_up', 'is_up'), main=True),
         ts('Measurements per interval (db_stats rows)',
            'select $__timeGroupAlias(time, $__interval), dbname as metric, count(*) as value\n'
            'from public.db_stats where $__timeFilter(time) and dbname in ($dbname)\n'

@@ -1,4 +1,4 @@
-"""change_events, computed as pgwatch does from the catalogue's hash metrics (written here):
+"""change_events, computed as pgwatch does from the built-in catalogue's hash metrics:
 after a baseline, CREATE TABLE, ALTER TABLE, CREATE INDEX, DROP FUNCTION, ALTER SYSTEM +
 reload and GRANT each appear within a few intervals in table_changes, index_changes,
 sproc_changes, configuration_changes and privilege_changes, with a change_events row
@@ -9,57 +9,6 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'lib'))
 from pgharness import Postgres, Reaper, Tap  # noqa: E402
-
-EPOCH = '(extract(epoch from now()) * 1e9)::int8 as epoch_ns'
-USER_NS = "n.nspname not in ('pg_catalog', 'information_schema') and n.nspname !~ '^pg_'"
-
-METRICS = '''
-metrics:
-  change_events:
-    sqls:
-      11: ""
-  db_size:
-    sqls:
-      11: select %(epoch)s, pg_database_size(current_database()) as size_b
-  sproc_hashes:
-    sqls:
-      11: >-
-        select %(epoch)s, p.oid::text as tag_oid,
-               quote_ident(n.nspname) || '.' || quote_ident(p.proname) as tag_sproc,
-               md5(p.prosrc) as md5
-        from pg_proc p join pg_namespace n on n.oid = p.pronamespace where %(ns)s
-  table_hashes:
-    sqls:
-      11: >-
-        select %(epoch)s, quote_ident(n.nspname) || '.' || quote_ident(c.relname) as tag_table,
-               md5(coalesce(string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
-                   || case when a.attnotnull then ' not null' else '' end, ', '
-                   order by a.attnum), '')) as md5
-        from pg_class c join pg_namespace n on n.oid = c.relnamespace
-        left join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
-        where c.relkind in ('r', 'p') and %(ns)s group by n.nspname, c.relname
-  index_hashes:
-    sqls:
-      11: >-
-        select %(epoch)s, quote_ident(n.nspname) || '.' || quote_ident(c.relname) as tag_index,
-               i.indrelid::regclass::text as "table", i.indisvalid::text as is_valid,
-               md5(pg_get_indexdef(i.indexrelid)) as md5
-        from pg_index i join pg_class c on c.oid = i.indexrelid
-        join pg_namespace n on n.oid = c.relnamespace where %(ns)s
-  configuration_hashes:
-    sqls:
-      11: >-
-        select %(epoch)s, name as tag_setting, coalesce(reset_val, '') as value from pg_settings
-  privilege_changes:
-    sqls:
-      11: >-
-        select %(epoch)s, 'table'::text as object_type, grantee::text as tag_role,
-               quote_ident(table_schema) || '.' || quote_ident(table_name) as tag_object,
-               privilege_type
-        from information_schema.table_privileges
-        where grantee not in (select rolname from pg_roles where rolsuper or oid < 16384)
-          and table_schema not in ('information_schema', 'pg_catalog')
-''' % {'epoch': EPOCH, 'ns': USER_NS}
 
 SOURCES = '''
 - name: db1
@@ -86,7 +35,7 @@ def run(t, pg, binary, mode):
             'create or replace function rp_f() returns int language sql as $$select 1$$')
     pg.psql('alter system reset work_mem')
     pg.psql('select pg_reload_conf()')
-    r = Reaper(binary, SOURCES.format(conn=pg.conn_str()), METRICS,
+    r = Reaper(binary, SOURCES.format(conn=pg.conn_str()), None,
                args=['--mode=' + mode]).start()
     t.ok(r.wait_batches('db_size', 'db1', 3, timeout=60), '%s: baseline taken' % mode,
          r.log()[-2000:])

@@ -18,7 +18,7 @@ metrics:
     statement_timeout_seconds: 1
   instance_up:
     sqls:
-      10: select 1 as instance_up
+      10: select 1 as is_up
   huge:
     sqls:
       10: select g as n, repeat('x', 100) as pad from generate_series(1, 100000) g
@@ -35,7 +35,7 @@ SOURCES = '''
 
 
 def instance_up(r, db):
-    return [(b['data'][0]['epoch_ns'], b['data'][0]['instance_up'])
+    return [(b['data'][0]['epoch_ns'], b['data'][0]['is_up'])
             for b in r.batches('instance_up', db)]
 
 

@@ -24,6 +24,25 @@ select pgr_f(g) from generate_series(1, 10) g;
 analyze;
 '''
 
+# The helper functions pgwatch's users install for remote hosts, with their signatures and
+# constant values: the SQL variants of the metrics pgreaper reads from /proc when local.
+HELPERS = '''
+create function get_load_average(out load_1min float8, out load_5min float8,
+                                 out load_15min float8) language sql as $$ select 1.0, 2.0, 3.0 $$;
+create function get_psutil_cpu(out cpu_utilization float8, out load_1m_norm float8,
+    out load_1m float8, out load_5m_norm float8, out load_5m float8, out "user" float8,
+    out system float8, out idle float8, out iowait float8, out irqs float8, out other float8)
+  language sql as $$ select 1.0, 0.1, 0.2, 0.1, 0.2, 1.0, 1.0, 97.0, 0.5, 0.2, 0.3 $$;
+create function get_psutil_mem(out total int8, out used int8, out free int8,
+    out buff_cache int8, out available int8, out percent float8, out swap_total int8,
+    out swap_used int8, out swap_free int8, out swap_percent float8)
+  language sql as $$ select 8, 4, 2, 2, 4, 50.0, 0, 0, 0, 0.0 $$;
+create function get_psutil_disk_io_total(out read_count int8, out write_count int8,
+                                         out read_bytes int8, out write_bytes int8)
+  language sql as $$ select 1, 2, 3, 4 $$;
+'''
+FROM_PROC = ('cpu_load', 'psutil_cpu', 'psutil_mem', 'psutil_disk_io_total')
+
 
 def pgreaper(binary, *args):
     p = subprocess.run([binary] + list(args), capture_output=True, text=True, timeout=60)
@@ -59,6 +78,10 @@ def check_metric(t, pg, binary, doc, name):
     if rc != 0 and 'no SQL for PostgreSQL 15' in err:
         t.ok(True, '%s: no SQL for 15 (newer views only)' % name)
         return
+    if rc == 0 and not sql.strip():
+        t.ok(name in ('change_events', 'server_log_event_counts'),
+             '%s: no SQL of its own, computed by pgreaper' % name)
+        return
     rc2, cols, _ = pgreaper(binary, 'metric', 'print-sql', name, '--pg-version', '15', '--columns')
     want = [c.strip() for c in cols.strip().split(',')]
     got = header(pg, sql)
@@ -70,6 +93,21 @@ def check_metric(t, pg, binary, doc, name):
          'rc=%s err=%s\n got %s\nwant %s\ngauges %s' % (rc, rerr[-300:], got, want, gauges))
 
 
+def check_from_proc(t, pg, binary):
+    """Read from /proc (the source is on this host), the host metrics have the columns
+    of their SQL through the helper functions."""
+    src = ('- name: local\n  conn_str: %s\n  custom_metrics: {%s}\n'
+           % (pg.conn_str(), ', '.join('%s: 1' % m for m in FROM_PROC)))
+    r = Reaper(binary, src).start()
+    for m in FROM_PROC:
+        r.wait_batches(m, count=1, timeout=20)
+    r.stop()
+    for m in FROM_PROC:
+        _, sql, _ = pgreaper(binary, 'metric', 'print-sql', m, '--pg-version', '15')
+        got = list(r.batches(m)[0]['data'][0]) if r.batches(m) else []
+        t.is_(got, header(pg, sql), '%s: from /proc with the columns of its SQL' % m)
+
+
 def check_without_extension(t, binary):
     pg = Postgres('metrics_noext')
     src = '- name: plain\n  conn_str: %s\n  preset_metrics: full\n' % pg.conn_str()
@@ -78,11 +116,15 @@ def check_without_extension(t, binary):
          'full preset without pg_stat_statements: the other metrics are collected')
     time.sleep(4)
     r.stop()
-    lines = [l for l in r.log().splitlines() if 'metric=stat_statements' in l]
-    t.ok(len(lines) == 1 and 'metric skipped' in lines[0] and 'SQLSTATE 42P01' in lines[0],
-         'pg_stat_statements missing: one clear message, not an error storm', '\n'.join(lines))
+    for m in ('stat_statements', 'stat_statements_calls'):
+        lines = [l for l in r.log().splitlines() if 'metric=%s:' % m in l]
+        t.ok(len(lines) == 1 and 'metric skipped' in lines[0] and 'SQLSTATE 42P01' in lines[0],
+             '%s without pg_stat_statements: one clear message, not an error storm' % m,
+             '\n'.join(lines))
+    expected = ('metric=stat_statements:', 'metric=stat_statements_calls:',
+                'has no SQL for PostgreSQL', 'metric=server_log_event_counts:')
     errors = [l for l in r.log().splitlines() if re.search(r'\] (ERROR|WARNING):', l)
-              and 'metric=stat_statements' not in l and 'has no SQL for PostgreSQL' not in l]
+              and not any(e in l for e in expected)]
     t.ok(not errors, 'no other metric fails', '\n'.join(errors[:5]))
     pg.cleanup()
 
@@ -107,9 +149,10 @@ def main():
     pg = Postgres('metrics', {'shared_preload_libraries': "'pg_stat_statements'",
                               'track_functions': "'all'", 'track_io_timing': 'on'})
     rc, init, _ = pgreaper(binary, 'metric', 'print-init', 'full')
-    pg.psql(init + SETUP)
+    pg.psql(init + SETUP + HELPERS)
     for name in names:
         check_metric(t, pg, binary, doc, name)
+    check_from_proc(t, pg, binary)
     pg.cleanup()
     check_without_extension(t, binary)
     t.done()

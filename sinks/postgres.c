@@ -56,7 +56,7 @@ typedef enum ps_state {
     PS_RESOLVE,     /* asking whether the COPY cut off by the connection loss committed */
     PS_TABLES,      /* creating the catalogue's metric tables */
     PS_IDLE,        /* connected; the timer is the batching delay when data waits */
-    PS_PARTITIONS,  /* ensure_partitions for the COPY about to start */
+    PS_PARTITIONS,  /* admin.ensure_partition_metric_time for the COPY about to start */
     PS_COPY_START,  /* COPY sent: waits for the server to accept data */
     PS_COPY_SEND,   /* sending the tuples */
     PS_COPY_WAIT,   /* COPY ended: committed or not is the server's until the result */
@@ -109,6 +109,7 @@ typedef struct pg_sink {
     rp_pgbuf buf;
     rp_pgcopy_enc enc;
     rp_buf scratch;
+    char period[32]; /* --partition-interval as a PostgreSQL interval ("1 days") */
     rp_sink_closed_cb closed_cb;
     void *closed_arg;
 } pg_sink;
@@ -461,16 +462,24 @@ static void start_copy(pg_sink *s)
     }
     t->ens_lo = lo;
     t->ens_hi = hi + PARTITIONS_AHEAD;
-    char from[32], to[32], step_s[32];
+    char from[32], to[32];
     double secs = (double)s->opts.partition_ms / 1000.0;
     snprintf(from, sizeof(from), "%.0f", (double)lo * secs);
     snprintf(to, sizeof(to), "%.0f", (double)t->ens_hi * secs);
-    snprintf(step_s, sizeof(step_s), "%.0f", secs);
-    const char *params[4] = {t->name, from, to, step_s};
+    const char *params[4] = {t->name, from, to, s->period};
     t->ensured = true; /* cleared if it fails */
+    /* pgwatch's function, one partition after the other until [from, to] is covered, so
+     * that the bounds are the ones pgwatch computes whoever creates them */
     send_query(s, PS_PARTITIONS,
-               "select admin.ensure_partitions($1, to_timestamp($2::float8), "
-               "to_timestamp($3::float8), $4::bigint)",
+               "with recursive p (upto) as (\n"
+               "  select (admin.ensure_partition_metric_time($1, to_timestamp($2::float8),\n"
+               "                                             $4::interval)).part_available_to\n"
+               "    from (select set_config('lock_timeout', '10s', true)) l\n"
+               "  union all\n"
+               "  select (admin.ensure_partition_metric_time($1, p.upto, $4::interval))"
+               ".part_available_to\n"
+               "    from p where p.upto <= to_timestamp($3::float8))\n"
+               "select count(*) from p",
                4, params);
 }
 
@@ -638,11 +647,13 @@ static void start_maintenance(pg_sink *s)
     char older[32];
     snprintf(older, sizeof(older), "%lld", (long long)(s->opts.retention_ms / 1000));
     const char *params[1] = {older};
-    const char *sql = s->opts.retention_ms > 0
-                          ? "select admin.drop_old_partitions(now() - make_interval(secs => "
-                            "$1::float8)), admin.maintain_listing(), admin.forget_stale_writers()"
-                          : "select 0, admin.maintain_listing(), admin.forget_stale_writers(), "
-                            "$1::text";
+    const char *sql =
+        s->opts.retention_ms > 0
+            ? "select admin.drop_old_time_partitions(older_than => make_interval(secs => "
+              "$1::float8)), admin.maintain_unique_sources(), admin.forget_stale_writers() "
+              "from (select set_config('lock_timeout', '5s', true)) l"
+            : "select 0, admin.maintain_unique_sources(), admin.forget_stale_writers(), $1::text "
+              "from (select set_config('lock_timeout', '5s', true)) l";
     send_query(s, PS_MAINTENANCE, sql, 1, params);
 }
 
@@ -671,13 +682,11 @@ static void after_schema(pg_sink *s)
         next_work(s);
         return;
     }
-    char step_s[32];
-    snprintf(step_s, sizeof(step_s), "%lld", (long long)(s->opts.partition_ms / 1000));
-    const char *params[2] = {s->opts.metric_tables, step_s};
+    const char *params[1] = {s->opts.metric_tables};
     send_query(s, PS_TABLES,
-               "select count(admin.ensure_partitions(m, now(), now(), $2::int8)) "
+               "select count(*) filter (where admin.ensure_dummy_metrics_table(m)) "
                "from unnest(string_to_array($1, E'\\n')) m",
-               2, params);
+               1, params);
 }
 
 /* Whether the COPY cut off by the connection loss committed: its sequence number is in
@@ -1055,6 +1064,18 @@ static int pg_check(const char *uri, char *err, size_t errlen)
     return rc;
 }
 
+/* In days when whole days (so that a week is "7 days", as pgwatch's users give it: the
+ * partition then starts on Monday, and spans 7 calendar days across DST changes). */
+static void format_period(int64_t ms, char *out, size_t len)
+{
+    if (ms % 86400000 == 0)
+        snprintf(out, len, "%lld days", (long long)(ms / 86400000));
+    else if (ms % 3600000 == 0)
+        snprintf(out, len, "%lld hours", (long long)(ms / 3600000));
+    else
+        snprintf(out, len, "%lld seconds", (long long)(ms / 1000));
+}
+
 static int pg_open(const char *uri, uv_loop_t *loop, const rp_sink_opts *opts, rp_sink **out,
                    char *err, size_t errlen)
 {
@@ -1068,6 +1089,7 @@ static int pg_open(const char *uri, uv_loop_t *loop, const rp_sink_opts *opts, r
     s->loop = loop;
     s->opts = *opts;
     s->opts.metric_tables = opts->metric_tables ? rp_strdup(opts->metric_tables) : NULL;
+    format_period(opts->partition_ms, s->period, sizeof(s->period));
     s->writer = random_writer();
     if (opts->spool_dir && open_spool(s, opts->spool_dir, err, errlen) < 0) {
         free_sink(s);

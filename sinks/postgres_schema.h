@@ -1,150 +1,17 @@
 /* SPDX-License-Identifier: PostgreSQL
  *
- * The PostgreSQL sink's schema: pgwatch's layout (admin.metrics_template, one
- * public."<metric>" table per metric range-partitioned by time into subpartitions,
- * admin.all_distinct_dbname_metrics for Grafana's dbname lists, admin.migration) and
- * the functions pgreaper calls. Every statement is idempotent and the whole script runs
- * in one transaction under an advisory lock, so two pgreaper processes can start at
- * once. Names built from metric names are always quoted with format('%I').
+ * The PostgreSQL sink's schema: pgwatch's sink schema (admin.storage_schema_type,
+ * admin.config, admin.metrics_template, admin.migration ids 0-4, one public."<metric>"
+ * table per metric range-partitioned by time into subpartitions with pgwatch's bounds and
+ * comments, admin.all_distinct_dbname_metrics, and pgwatch's admin functions), plus
+ * pgreaper's admin.pgreaper_writer. The text is sinks/postgres_schema.sql, compiled in by
+ * dev/embed.py; it runs as one transaction, idempotently, creating only what is missing,
+ * and records its version in admin.config (key pgreaper_schema).
  */
 #ifndef RP_SINKS_POSTGRES_SCHEMA_H
 #define RP_SINKS_POSTGRES_SCHEMA_H
 
-#define RP_PG_SCHEMA_VERSION 1
-
-static const char rp_pg_schema_sql[] =
-    "begin;\n"
-    "select pg_advisory_xact_lock(723851, 0);\n"
-    /* say plainly what is missing (PostgreSQL 15 no longer lets everyone create in public) */
-    "do $$ begin\n"
-    "  if not has_database_privilege(current_database(), 'CREATE') and\n"
-    "     to_regnamespace('admin') is null then\n"
-    "    raise exception using errcode = '42501', message = format(\n"
-    "      'permission denied for database %s', current_database());\n"
-    "  end if;\n"
-    "  if not has_schema_privilege('public', 'CREATE') then\n"
-    "    raise exception using errcode = '42501',\n"
-    "      message = 'permission denied for schema public';\n"
-    "  end if;\n"
-    "end $$;\n"
-    "create schema if not exists admin;\n"
-    "create schema if not exists subpartitions;\n"
-    "create table if not exists admin.migration (\n"
-    "  id int primary key, version text not null,\n"
-    "  applied_on timestamptz not null default now());\n"
-    "create table if not exists admin.storage_schema_type (\n"
-    "  schema_type text not null, initialized_on timestamptz not null default now());\n"
-    "insert into admin.storage_schema_type (schema_type)\n"
-    "  select 'postgres' where not exists (select from admin.storage_schema_type);\n"
-    "create table if not exists admin.metrics_template (\n"
-    "  time timestamptz not null, dbname text not null, data jsonb not null, tag_data jsonb,\n"
-    "  check (false));\n"
-    "create index if not exists metrics_template_dbname_time_idx\n"
-    "  on admin.metrics_template (dbname, time);\n"
-    "create table if not exists admin.all_distinct_dbname_metrics (\n"
-    "  dbname text not null, metric text not null,\n"
-    "  created_on timestamptz not null default now(), primary key (dbname, metric));\n"
-    /* One row per running pgreaper sink: the sequence number of its last COPY, written in
-     * the COPY's own transaction, so that a COPY whose acknowledgement was lost is looked
-     * up after reconnecting instead of being sent twice or counted as lost. */
-    "create table if not exists admin.pgreaper_writer (\n"
-    "  writer bigint primary key, seq bigint not null,\n"
-    "  updated_on timestamptz not null default now());\n"
-    "create or replace function admin.forget_stale_writers() returns int\n"
-    "    language sql as $f$\n"
-    "  with d as (delete from admin.pgreaper_writer\n"
-    "              where updated_on < now() - interval '7 days' returning 1)\n"
-    "  select count(*)::int from d\n"
-    "$f$;\n"
-    /* partition names: metric_YYYYMMDD (or _YYYYMMDD_HH24 below one day); long metric
-     * names are shortened with a hash so two metrics never share a partition name */
-    "create or replace function admin.partition_name(p_metric text, p_start timestamptz,\n"
-    "    p_step_s bigint) returns text language sql stable as $f$\n"
-    "  select case when length(p_metric) > 48\n"
-    "              then left(p_metric, 39) || '_' || left(md5(p_metric), 8)\n"
-    "              else p_metric end\n"
-    "    || '_' || to_char(p_start at time zone 'UTC',\n"
-    "                      case when p_step_s >= 86400 then 'YYYYMMDD' else 'YYYYMMDD_HH24' end)\n"
-    "$f$;\n"
-    /* the metric table and its partitions covering [p_from, p_to], epoch-aligned */
-    "create or replace function admin.ensure_partitions(p_metric text, p_from timestamptz,\n"
-    "    p_to timestamptz, p_step_s bigint) returns int language plpgsql as $f$\n"
-    "declare\n"
-    "  v_start timestamptz; v_end timestamptz; v_name text; v_created int := 0;\n"
-    "begin\n"
-    "  perform set_config('lock_timeout', '10s', true);\n"
-    "  perform pg_advisory_xact_lock(723852, hashtext(p_metric));\n"
-    "  if to_regclass(format('public.%I', p_metric)) is null then\n"
-    "    execute format('create table if not exists public.%I (like admin.metrics_template\n"
-    "                    including indexes) partition by range (time)', p_metric);\n"
-    "    execute format('comment on table public.%I is %L', p_metric,\n"
-    "                   'pgreaper-generated-metric-lvl');\n"
-    "  end if;\n"
-    "  v_start := to_timestamp(floor(extract(epoch from p_from) / p_step_s) * p_step_s);\n"
-    "  while v_start <= p_to loop\n"
-    "    v_end := v_start + make_interval(secs => p_step_s);\n"
-    "    v_name := admin.partition_name(p_metric, v_start, p_step_s);\n"
-    "    if to_regclass(format('subpartitions.%I', v_name)) is null then\n"
-    "      begin\n"
-    "        execute format('create table subpartitions.%I partition of public.%I\n"
-    "                        for values from (%L) to (%L)', v_name, p_metric, v_start, v_end);\n"
-    "        execute format('comment on table subpartitions.%I is %L', v_name,\n"
-    "                       'pgreaper-generated-metric-time-lvl');\n"
-    "        v_created := v_created + 1;\n"
-    "      exception when invalid_object_definition or duplicate_table then\n"
-    "        null; /* overlaps a partition of another interval: rows go there */\n"
-    "      end;\n"
-    "    end if;\n"
-    "    v_start := v_end;\n"
-    "  end loop;\n"
-    "  return v_created;\n"
-    "end $f$;\n"
-    /* retention: whole partitions of pgreaper's metric tables whose upper bound is old */
-    "create or replace function admin.drop_old_partitions(p_older_than timestamptz)\n"
-    "    returns int language plpgsql as $f$\n"
-    "declare r record; v_n int := 0;\n"
-    "begin\n"
-    "  perform set_config('lock_timeout', '5s', true);\n"
-    "  for r in\n"
-    "    select c.oid::regclass as part,\n"
-    "           (regexp_match(pg_get_expr(c.relpartbound, c.oid),\n"
-    "                         'TO \\(''([^'']+)''\\)'))[1]::timestamptz as upper\n"
-    "      from pg_inherits i\n"
-    "      join pg_class c on c.oid = i.inhrelid\n"
-    "      join pg_class p on p.oid = i.inhparent\n"
-    "     where p.relnamespace = 'public'::regnamespace\n"
-    "       and c.relnamespace = 'subpartitions'::regnamespace\n"
-    "       and obj_description(p.oid, 'pg_class') = 'pgreaper-generated-metric-lvl'\n"
-    "  loop\n"
-    "    if r.upper is not null and r.upper <= p_older_than then\n"
-    "      execute format('drop table %s', r.part);\n"
-    "      v_n := v_n + 1;\n"
-    "    end if;\n"
-    "  end loop;\n"
-    "  return v_n;\n"
-    "end $f$;\n"
-    /* the dbname listing keeps only pairs that still have rows */
-    "create or replace function admin.maintain_listing() returns int language plpgsql as $f$\n"
-    "declare r record; v_n int := 0; v_c int;\n"
-    "begin\n"
-    "  perform set_config('lock_timeout', '5s', true);\n"
-    "  for r in select distinct metric from admin.all_distinct_dbname_metrics loop\n"
-    "    if to_regclass(format('public.%I', r.metric)) is null then\n"
-    "      delete from admin.all_distinct_dbname_metrics where metric = r.metric;\n"
-    "    else\n"
-    "      execute format('delete from admin.all_distinct_dbname_metrics l where l.metric = %L\n"
-    "                      and not exists (select from public.%I t where t.dbname = l.dbname)',\n"
-    "                     r.metric, r.metric);\n"
-    "    end if;\n"
-    "    get diagnostics v_c = row_count;\n"
-    "    v_n := v_n + v_c;\n"
-    "  end loop;\n"
-    "  return v_n;\n"
-    "end $f$;\n"
-    /* no ON CONFLICT: a migration table made by pgwatch may lack a unique key on id */
-    "insert into admin.migration (id, version)\n"
-    "  select 1, 'pgreaper 1: admin schema, metrics_template, partition and retention functions'\n"
-    "   where not exists (select from admin.migration where version like 'pgreaper 1:%');\n"
-    "commit;\n";
+/* The whole script (static storage; a multi-statement simple query). */
+extern const char rp_pg_schema_sql[];
 
 #endif /* RP_SINKS_POSTGRES_SCHEMA_H */

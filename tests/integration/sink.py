@@ -69,7 +69,8 @@ def main():
     t.ok(s.get('sink_rows') and s.get('sink_rows_dropped') == 0, 'nothing dropped', s)
 
     # Tables, listing, partitions.
-    t.is_(q(pg, "select count(*) from admin.migration"), '1', 'migration recorded')
+    t.is_(q(pg, "select string_agg(id::text, ',' order by id) from admin.migration"), '0,1,2,3,4',
+          "pgwatch's migration list (ids 0-4), nothing of pgreaper's")
     tables = q(pg, "select string_agg(relname, ',' order by relname) from pg_class where "
                    "relnamespace = 'public'::regnamespace and relkind = 'p'")
     t.ok('types' in tables.split(',') and 'MiXeD Case' in tables.split(','),
@@ -77,7 +78,7 @@ def main():
     t.is_(q(pg, "select to_regclass(format('public.%I', "
                 "'Evil\"; drop table admin.migration; --')) is not null"), 't',
           'a name with quotes and SQL is only a table name')
-    t.is_(q(pg, "select count(*) from admin.migration"), '1', 'and injected nothing')
+    t.is_(q(pg, "select count(*) from admin.migration"), '5', 'and injected nothing')
     t.is_(q(pg, "select count(*) from admin.all_distinct_dbname_metrics "
                 "where dbname = '%s'" % DB), '5', 'listing has each (dbname, metric) once')
     parts = int(q(pg, "select count(*) from pg_inherits where inhparent = 'public.types'::regclass"))
@@ -113,7 +114,7 @@ def main():
                 "admin.migration; --\" limit 1"), 'x', 'odd tag names kept')
 
     # Today's partition dropped by hand: recreated, rows written.
-    today = q(pg, "select admin.partition_name('types', now(), 86400)")
+    today = q(pg, "select 'types_' || to_char(now(), 'YYYYMMDD')")
     q(pg, 'drop table subpartitions."%s"' % today)
     before = int(q(pg, "select count(*) from public.types"))
     r = run_reaper(pg, name=NAME, seconds=3)
@@ -125,18 +126,17 @@ def main():
                     "'public.types'::regclass")), 4, 'restarts add no partitions')
 
     # A long downtime: partitions exist for old days only; a restart creates today's.
-    q(pg, "select admin.ensure_partitions('types', now() - interval '30 days', "
-          "now() - interval '29 days', 86400)")
+    q(pg, "select admin.ensure_partition_metric_time('types', now() - interval '30 days')")
     for p in q(pg, "select c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid "
                    "where i.inhparent = 'public.types'::regclass and c.relname >= "
-                   "admin.partition_name('types', now() - interval '1 day', 86400)").split():
+                   "'types_' || to_char(now() - interval '1 day', 'YYYYMMDD')").split():
         q(pg, 'drop table subpartitions."%s"' % p)
     r = run_reaper(pg, args=['--retention', '0'], name=NAME, seconds=2)
     t.is_(r.stop(), 0, 'run after a long downtime exits 0')
     t.is_(q(pg, "select count(*) from public.types where time > now() - interval '1 minute'") != '0',
           True, 'current rows written after the downtime')
     t.is_(int(q(pg, "select count(*) from pg_inherits where inhparent = "
-                    "'public.types'::regclass")), 6, 'old partitions kept, today + 3 recreated')
+                    "'public.types'::regclass")), 8, 'old partitions kept, today + 3 recreated')
 
     # Two processes set up a fresh sink at the same moment.
     pg.psql('create database metrics2')
@@ -168,8 +168,8 @@ def main():
     time.sleep(2)
     t.is_(r.stop(), 0, 'exit 0 on a pgwatch sink')
     t.ok(int(pg.psql('select count(*) from public.types', db='metrics4')) > 0, 'rows written')
-    t.is_(pg.psql("select count(*) from admin.migration", db='metrics4'), '3',
-          "pgwatch's migration rows kept, pgreaper's added once")
+    t.is_(pg.psql("select string_agg(version, ',' order by id) from admin.migration",
+                  db='metrics4'), '00179,00824', "pgwatch's migration rows are pgwatch's")
 
     # A sink role without the right to create the schema: a clear error, collection goes
     # on, and the rows are written once the right is granted.
@@ -197,8 +197,8 @@ def main():
           'every row collected while the sink refused is stored')
 
     # Retention drops exactly the partitions older than the window.
-    q(pg, "select admin.ensure_partitions('types', now() - interval '6 days', "
-          "now() - interval '1 day', 86400)")
+    q(pg, "select count(admin.ensure_partition_metric_time('types', now() - make_interval(days => d))) "
+          "from generate_series(1, 6) d")
     r = run_reaper(pg, args=['--retention', '3 days', '--maintenance-interval', '1h'],
                    name=NAME, seconds=2)
     t.ok(r.wait_log('maintenance dropped', 10), 'maintenance ran', r.log())

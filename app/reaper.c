@@ -15,6 +15,7 @@
 
 #include <uv.h>
 
+#include "collect/changes.h"
 #include "collect/permetric.h"
 #include "collect/source.h"
 #include "common/hash.h"
@@ -498,6 +499,19 @@ static void emit_to_sinks(void *arg, const rp_batch *b)
     rp_sinks_write(arg, b);
 }
 
+/* The tables a PostgreSQL sink makes up front: every metric's, and when change_events is
+ * in the catalogue the tables it writes to (so that dashboards find them before the first
+ * change). Newline-separated. */
+static void list_metric_tables(const rp_catalog *cat, rp_buf *out)
+{
+    for (size_t i = 0; i < cat->nmetrics; i++) {
+        const rp_metric_def *m = &cat->metrics[i];
+        rp_buf_printf(out, "%s%s", i ? "\n" : "", m->storage_name ? m->storage_name : m->name);
+        for (int k = 0; m->code == RP_CODE_CHANGE_EVENTS && k < RP_CHANGES_NINPUTS; k++)
+            rp_buf_printf(out, "\n%s", rp_changes_output(k));
+    }
+}
+
 static int init_loop(rp_reaper *r)
 {
     char err[512];
@@ -572,11 +586,7 @@ int rp_reaper_run(const rp_options *o, int argc, char **argv)
         fputs(diag.text.data, stderr);
     rp_diag_fini(&diag);
     signal(SIGPIPE, SIG_IGN);
-    for (size_t i = 0; i < cat->nmetrics; i++) {
-        const rp_metric_def *m = &cat->metrics[i];
-        rp_buf_printf(&r.metric_tables, "%s%s", i ? "\n" : "",
-                      m->storage_name ? m->storage_name : m->name);
-    }
+    list_metric_tables(cat, &r.metric_tables);
     uv_loop_init(&r.loop);
     int init_rc = init_loop(&r);
     rp_buf_fini(&r.metric_tables); /* the sinks keep their own copy */

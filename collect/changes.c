@@ -341,6 +341,11 @@ const char *rp_changes_input(int k)
     return specs[k].input;
 }
 
+const char *rp_changes_output(int k)
+{
+    return specs[k].output;
+}
+
 void rp_changes_begin(rp_changes *c)
 {
     memset(c->counts, 0, sizeof(c->counts));

@@ -41,6 +41,9 @@ void rp_changes_free(rp_changes *c);
 /* The name of the hash metric of input k (0 .. RP_CHANGES_NINPUTS - 1). */
 const char *rp_changes_input(int k);
 
+/* The table input k's changes are stored in (sproc_changes, ...; static storage). */
+const char *rp_changes_output(int k);
+
 /* Start a fetch: counts back to zero. */
 void rp_changes_begin(rp_changes *c);
 /* The rows of input k (a PGresult with TUPLES_OK); emits its changes. A result that

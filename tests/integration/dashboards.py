@@ -72,6 +72,12 @@ def main():
     t.is_(r.stop(), 0, 'pgreaper filled the sink and stopped cleanly')
     rc, out, _ = psql(pg, 'pgreaper_metrics', "select now() - interval '1 hour', now() + interval '1 minute'")
     frm, to = out.strip().split('|')
+    rc, out, _ = psql(pg, 'pgreaper_metrics', "select string_agg(t, ',' order by t) from "
+                      "unnest(array['sproc_changes', 'table_changes', 'index_changes', "
+                      "'configuration_changes', 'privilege_changes']) t "
+                      "where to_regclass('public.' || t) is not null")
+    t.is_(out.strip(), 'configuration_changes,index_changes,privilege_changes,sproc_changes,'
+          'table_changes', "change_events' tables exist before the first change")
     files = sorted(glob.glob(os.path.join(root, 'docker', 'grafana', 'dashboards', '*.json')))
     t.ok(len(files) >= 8, '%d dashboards' % len(files))
     for path in files:

@@ -8,6 +8,8 @@
  *   column names and meanings (psutil's on Linux); otherwise the metric's SQL runs as
  *   written (pgwatch's PL/Python helpers), and a server without them reports the metric
  *   unavailable once.
+ * - psutil_disk (collect/diskusage.h): when local, the paths come from the server and
+ *   their usage from statvfs(2).
  * - change_events (collect/changes.h) and server_log_event_counts (collect/logcounts.h):
  *   pgwatch's file holds only a placeholder for them, never sent to the server.
  *

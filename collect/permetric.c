@@ -21,6 +21,7 @@
 #include <libpq-fe.h>
 
 #include "collect/changes.h"
+#include "collect/diskusage.h"
 #include "collect/logcounts.h"
 #include "collect/native.h"
 #include "common/clock.h"
@@ -61,7 +62,8 @@ typedef struct pm_worker {
 typedef struct pm_item {
     struct pm_item *next;
     PGresult *res;      /* rows to store (owned), or NULL for ... */
-    rp_native_row *row; /* ... a row read from /proc (owned), or else an instance_up value */
+    rp_native_row *row; /* ... a row read from /proc (owned), or ... */
+    rp_diskusage *disk; /* ... psutil_disk's rows (owned), or else an instance_up value */
     int change;         /* change_events: 1 + input of res, or CHANGE_FINISH */
     const rp_metric_def *def;
     int64_t fetch_ns;
@@ -165,6 +167,16 @@ static void deliver_change(pm_source *s, const pm_item *it)
                   rp_changes_input(it->change - 1));
 }
 
+static void deliver_disk(pm_source *s, const pm_item *it)
+{
+    for (size_t i = 0; i < it->disk->nrows; i++) {
+        rp_batch b;
+        rp_diskusage_batch(it->disk, i, &b);
+        (void)rp_source_write_batch(s->opts, &s->def, it->def, &b, it->fetch_ns);
+        rp_batch_fini(&b);
+    }
+}
+
 static void deliver_native(pm_source *s, const pm_item *it)
 {
     rp_batch b;
@@ -189,10 +201,13 @@ static void deliver(pm_source *s)
             (void)rp_source_write_rows(s->opts, &s->def, it->def, it->res, it->fetch_ns);
         else if (it->row)
             deliver_native(s, it);
+        else if (it->disk)
+            deliver_disk(s, it);
         else
             rp_source_write_up(s->opts, &s->def, it->up, it->fetch_ns);
         PQclear(it->res);
         rp_free(it->row);
+        rp_free(it->disk);
         rp_free(it);
         it = next;
     }
@@ -556,6 +571,38 @@ static int run_logs(pm_worker *w, pm_conn *c)
     return 0;
 }
 
+/* psutil_disk of a local server (collect/diskusage.h). */
+static int run_disk(pm_worker *w, pm_conn *c)
+{
+    int64_t t = rp_clock_wall_ns();
+    PGresult *res = PQexec(c->conn, rp_diskusage_sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        metric_failed(w, res);
+        PQclear(res);
+        return PQstatus(c->conn) == CONNECTION_OK ? 0 : -EIO;
+    }
+    char err[200];
+    rp_diskusage *d = rp_malloc(sizeof(*d));
+    int rc = rp_diskusage_read(res, t, d, err, sizeof(err));
+    PQclear(res);
+    pm_source *s = w->src;
+    pthread_mutex_lock(&s->lock);
+    if (rc < 0) {
+        s->stats.fetch_errors++;
+        if (!w->failing)
+            rp_log_at(RP_LOG_ERROR, s->def.name, w->def->name, NULL, "%s", err);
+        w->failing = true;
+        rp_free(d);
+    } else {
+        w->failing = false;
+        s->stats.fetches_ok++;
+        s->stats.rows += d->nrows;
+        push_locked(s, (pm_item){.disk = d, .def = w->def, .fetch_ns = t});
+    }
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
 static void queue_row(pm_worker *w, rp_native_row *row, int rc, int64_t t)
 {
     pm_source *s = w->src;
@@ -628,6 +675,8 @@ static int run_metric(pm_worker *w, pm_conn *c)
     }
     if (w->def->code == RP_CODE_LOG_EVENT_COUNTS)
         return run_logs(w, c);
+    if (w->def->code == RP_CODE_PSUTIL_DISK && c->local)
+        return run_disk(w, c);
     if (c->local && rp_native_from_os(w->def->code)) {
         run_native(w);
         return 0;

@@ -26,6 +26,7 @@
 #include <uv.h>
 
 #include "collect/changes.h"
+#include "collect/diskusage.h"
 #include "collect/logcounts.h"
 #include "collect/native.h"
 #include "collect/scheduler.h"
@@ -76,6 +77,7 @@ typedef enum item_kind {
     ITEM_PROBE,  /* the session check after a metric's first run on a connection */
     ITEM_CHANGE, /* one of change_events' hash metrics (sub: which) */
     ITEM_LOGS,   /* server_log_event_counts' query */
+    ITEM_DISK,   /* psutil_disk's paths, when the server is local */
     ITEM_SYNC,
 } item_kind;
 
@@ -100,6 +102,7 @@ typedef struct slot {
     rp_changes *changes;                        /* change_events: the objects seen */
     const char *change_sql[RP_CHANGES_NINPUTS]; /* ... its hash metrics' SQL (or NULL) */
     rp_logcounts *logs;                         /* server_log_event_counts: where it read */
+    bool disk_local; /* psutil_disk of a local server: paths from it, usage measured here */
     uint64_t err_hash;
     uint64_t err_logged_at;
     int64_t fetch_time_ns;
@@ -394,6 +397,11 @@ static void choose_sql(rp_source *src, slot *sl)
     snprintf(sl->stmt_name, sizeof(sl->stmt_name), "rp_%u", ++src->stmt_gen);
     if (sl->def->code == RP_CODE_CHANGE_EVENTS) {
         choose_change_sql(src, sl);
+        return;
+    }
+    sl->disk_local = sl->def->code == RP_CODE_PSUTIL_DISK && src->is_local;
+    if (sl->disk_local) {
+        sl->sql = NULL; /* its SQL calls a helper; see collect/diskusage.h */
         return;
     }
     if (sl->def->code == RP_CODE_LOG_EVENT_COUNTS) {
@@ -764,6 +772,17 @@ static int send_logs(rp_source *src, size_t idx)
     return send_sync(src);
 }
 
+/* psutil_disk of a local server: where its directories are (collect/diskusage.h). */
+static int send_disk(rp_source *src, size_t idx)
+{
+    src->slots[idx].fetch_time_ns = rp_clock_wall_ns();
+    add_item(src, ITEM_DISK, (int)idx);
+    if (!PQsendQueryParams(src->client.conn, rp_diskusage_sql, 0, NULL, NULL, NULL, NULL, 0))
+        return -EIO;
+    src->stats.queries++;
+    return send_sync(src);
+}
+
 static int send_metric(rp_source *src, size_t idx)
 {
     slot *sl = &src->slots[idx];
@@ -774,6 +793,8 @@ static int send_metric(rp_source *src, size_t idx)
         return send_changes(src, idx);
     if (sl->logs)
         return send_logs(src, idx);
+    if (sl->disk_local)
+        return send_disk(src, idx);
     bool prepared = !(src->opts->no_prepared || src->def.no_prepared);
     if (prepared && !sl->prepared) {
         add_item(src, ITEM_PREPARE, (int)idx);
@@ -1208,6 +1229,35 @@ static void logs_result(rp_source *src, slot *sl, const PGresult *res)
         emit_row(src, sl, &row, sl->fetch_time_ns);
 }
 
+static void disk_result(rp_source *src, slot *sl, const PGresult *res)
+{
+    if (src->tainted)
+        return;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        if (PQresultStatus(res) != PGRES_PIPELINE_ABORTED)
+            metric_failed(src, sl, res);
+        return;
+    }
+    rp_diskusage *d = rp_malloc(sizeof(*d));
+    char err[200];
+    if (rp_diskusage_read(res, sl->fetch_time_ns, d, err, sizeof(err)) < 0) {
+        metric_unavailable(src, sl, err, "58030", rp_hash_str(RP_HASH_INIT, err));
+        rp_free(d);
+        return;
+    }
+    sl->failing = false;
+    src->stats.fetches_ok++;
+    for (size_t i = 0; i < d->nrows; i++) {
+        rp_batch b;
+        rp_diskusage_batch(d, i, &b);
+        src->stats.rows++;
+        src->stats.values +=
+            rp_source_write_batch(src->opts, &src->def, sl->def, &b, sl->fetch_time_ns);
+        rp_batch_fini(&b);
+    }
+    rp_free(d);
+}
+
 static void item_result(rp_source *src, const item *it, PGresult *res)
 {
     ExecStatusType st = PQresultStatus(res);
@@ -1238,6 +1288,9 @@ static void item_result(rp_source *src, const item *it, PGresult *res)
         break;
     case ITEM_LOGS:
         logs_result(src, sl, res);
+        break;
+    case ITEM_DISK:
+        disk_result(src, sl, res);
         break;
     case ITEM_DEALLOCATE: /* nothing to do on failure: the name is never reused */
     case ITEM_SYNC:
@@ -1450,7 +1503,7 @@ static size_t filter_due(rp_source *src, size_t ndue)
             emit_instance_up(src, true);
         else if (src->is_local && rp_native_from_os(sl->def->code))
             emit_native(src, sl);
-        else if ((sl->sql || sl->changes || sl->logs) && !sl->offender &&
+        else if ((sl->sql || sl->changes || sl->logs || sl->disk_local) && !sl->offender &&
                  sl->skip_until <= now_ms(src))
             src->due[k++] = src->due[i];
     }

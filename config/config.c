@@ -138,6 +138,7 @@ rp_metric_code rp_metric_code_for(const char *name)
         {"psutil_cpu", RP_CODE_PSUTIL_CPU},
         {"psutil_mem", RP_CODE_PSUTIL_MEM},
         {"psutil_disk_io_total", RP_CODE_PSUTIL_DISK_IO},
+        {"psutil_disk", RP_CODE_PSUTIL_DISK},
         {"change_events", RP_CODE_CHANGE_EVENTS},
         {"server_log_event_counts", RP_CODE_LOG_EVENT_COUNTS},
     };

@@ -64,6 +64,8 @@ typedef enum rp_metric_code {
     RP_CODE_PSUTIL_DISK_IO,
     RP_CODE_CHANGE_EVENTS,
     RP_CODE_LOG_EVENT_COUNTS,
+    RP_CODE_PSUTIL_DISK, /* local: paths from the server, usage from statvfs (collect/diskusage.h)
+                          */
 } rp_metric_code;
 
 rp_metric_code rp_metric_code_for(const char *name);

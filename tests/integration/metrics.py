@@ -37,11 +37,14 @@ create function get_psutil_mem(out total int8, out used int8, out free int8,
     out buff_cache int8, out available int8, out percent float8, out swap_total int8,
     out swap_used int8, out swap_free int8, out swap_percent float8)
   language sql as $$ select 8, 4, 2, 2, 4, 50.0, 0, 0, 0, 0.0 $$;
+create function get_psutil_disk(out dir_or_tablespace text, out path text, out total float8,
+    out used float8, out free float8, out percent float8) returns setof record
+  language sql as $$ select 'data_directory', '/x', 10.0, 5.0, 5.0, 50.0 $$;
 create function get_psutil_disk_io_total(out read_count int8, out write_count int8,
                                          out read_bytes int8, out write_bytes int8)
   language sql as $$ select 1, 2, 3, 4 $$;
 '''
-FROM_PROC = ('cpu_load', 'psutil_cpu', 'psutil_mem', 'psutil_disk_io_total')
+FROM_PROC = ('cpu_load', 'psutil_cpu', 'psutil_mem', 'psutil_disk_io_total', 'psutil_disk')
 
 
 def pgreaper(binary, *args):

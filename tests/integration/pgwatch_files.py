@@ -47,6 +47,10 @@ metrics:
         sqls:
             14: select * from get_psutil_cpu()
         is_instance_level: true
+    psutil_disk:
+        sqls:
+            14: select * from get_psutil_disk()
+        is_instance_level: true
     psutil_disk_io_total:
         sqls:
             14: select * from get_psutil_disk_io_total()
@@ -69,6 +73,7 @@ presets:
             cpu_load: 1
             psutil_mem: 1
             psutil_cpu: 1
+            psutil_disk: 1
             psutil_disk_io_total: 1
             db_size: 1
             patroni_version: 60
@@ -129,6 +134,7 @@ OS_COLUMNS = {
     'psutil_cpu': ['cpu_utilization', 'load_1m_norm', 'load_1m', 'load_5m_norm', 'load_5m',
                    'user', 'system', 'idle', 'iowait', 'irqs', 'other'],
     'psutil_disk_io_total': ['read_count', 'write_count', 'read_bytes', 'write_bytes'],
+    'psutil_disk': ['tag_dir_or_tablespace', 'tag_path', 'total', 'used', 'free', 'percent'],
 }
 
 

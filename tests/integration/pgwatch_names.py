@@ -87,6 +87,7 @@ PROMISED = {
     'psutil_mem': 'total used free buff_cache available percent swap_total swap_used '
                   'swap_free swap_percent',
     'psutil_disk_io_total': 'read_count write_count read_bytes write_bytes',
+    'psutil_disk': 'tag_dir_or_tablespace tag_path total used free percent',
     'server_log_event_counts': 'debug info notice warning error log fatal panic debug_total '
                                'info_total notice_total warning_total error_total log_total '
                                'fatal_total panic_total',
@@ -97,7 +98,7 @@ PROMISED = {
 # (docs/config.md says which and why).
 PGWATCH_EXHAUSTIVE = [m for m in PROMISED if m not in (
     'kpi', 'logical_subscriptions', 'psutil_cpu', 'psutil_mem', 'psutil_disk_io_total',
-    'server_log_event_counts', 'stat_ssl')]
+    'psutil_disk', 'server_log_event_counts', 'stat_ssl')]
 PGWATCH_FULL = list(PROMISED)
 NO_ROW_ON_A_PRIMARY = ('replication', 'wal_receiver', 'logical_subscriptions')
 

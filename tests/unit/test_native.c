@@ -9,6 +9,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <libpq-fe.h>
+
+#include "collect/diskusage.h"
 #include "collect/logcounts.h"
 #include "collect/native.h"
 #include "tests/lib/tap.h"
@@ -18,6 +21,39 @@ static struct sockaddr_in v4(const char *ip)
     struct sockaddr_in a = {.sin_family = AF_INET};
     inet_pton(AF_INET, ip, &a.sin_addr);
     return a;
+}
+
+/* psutil_disk: the data directory always, a directory on its file system never, a
+ * tablespace always, a path that is not there left out. */
+static void test_diskusage(void)
+{
+    PGresult *res = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+    PGresAttDesc attrs[2] = {{.name = "what", .typid = 25, .typlen = -1, .atttypmod = -1},
+                             {.name = "path", .typid = 25, .typlen = -1, .atttypmod = -1}};
+    PQsetResultAttrs(res, 2, attrs);
+    const char *rows[4][2] = {{"data_directory", "/"},
+                              {"pg_wal", "/"},
+                              {"log_directory", "/nonexistent/log"},
+                              {"tbs1", "/proc"}};
+    for (int r = 0; r < 4; r++)
+        for (int c = 0; c < 2; c++)
+            PQsetvalue(res, r, c, (char *)rows[r][c], (int)strlen(rows[r][c]));
+    rp_diskusage *d = calloc(1, sizeof(*d));
+    char err[200] = "";
+    ok(rp_diskusage_read(res, 42, d, err, sizeof(err)) == 0 && d->nrows == 2, "two rows");
+    ok(d->nrows == 2 && !strcmp(d->names[0], "data_directory") && !strcmp(d->paths[1], "/proc") &&
+           !strcmp(d->names[1], "tbs1"),
+       "the data directory and the tablespace; pg_wal on the same file system left out");
+    ok(d->nrows > 0 && d->rows[0].ncols == 7 &&
+           !strcmp(d->rows[0].cols[1].name, "tag_dir_or_tablespace") &&
+           atof(d->rows[0].vals[3]) > 0 && atof(d->rows[0].vals[6]) >= 0 &&
+           atof(d->rows[0].vals[6]) <= 100,
+       "columns and figures of the root file system");
+    PQsetvalue(res, 0, 1, "/nonexistent", 12);
+    ok(rp_diskusage_read(res, 42, d, err, sizeof(err)) < 0 && strstr(err, "/nonexistent"),
+       "a data directory that cannot be measured is an error naming it");
+    free(d);
+    PQclear(res);
 }
 
 static double val(const rp_native_row *row, const char *col)
@@ -80,5 +116,6 @@ int main(void)
     ok(counts[4] == 1 && totals[4] == 1, "db1's ERROR counted for db1 and in total");
     ok(totals[5] == 1 && counts[5] == 0, "a LOG record with a quoted newline is one record");
     ok(totals[3] == 1 && counts[3] == 0, "db2's WARNING only in the total");
+    test_diskusage();
     return done_testing();
 }

@@ -9,6 +9,10 @@
  * what non-root users can use, as psutil computes it). A directory pgreaper may not look
  * into (pg_wal inside a data directory only its owner can enter) is left out. When the
  * source is remote the metric's SQL runs as written (the helper).
+ *
+ * statvfs(2) answers from the kernel at once for local file systems; in batch mode it
+ * runs on the loop, so a tablespace on a network file system that hangs would stall it
+ * (per-metric mode runs it on the metric's thread).
  */
 #ifndef RP_COLLECT_DISKUSAGE_H
 #define RP_COLLECT_DISKUSAGE_H

@@ -235,7 +235,7 @@ def run(t, s):
         t.ok(written is not None, '%s: its summary is in docker logs' % service)
         stored = rows_in_sink(s, dbname)
         t.ok(written and stored == written and dropped == 0,
-             '%s: every row it wrote is in the sink after the sink restart '
+             '%s: every row it wrote is in the sink after the sink outage '
              '(written %s, stored %s, dropped %s)' % (service, written, stored, dropped))
     try:
         with open('/tmp/pgreaper-docker-build.txt') as f:

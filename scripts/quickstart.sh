@@ -28,6 +28,9 @@ listen_addresses = ''
 unix_socket_directories = '$sock'
 CONF
 fi
+# the standard preset's stat_statements reads pg_stat_statements (also for older folders)
+grep -q '^shared_preload_libraries' "$data/postgresql.auto.conf" ||
+    echo "shared_preload_libraries = 'pg_stat_statements'" >> "$data/postgresql.auto.conf"
 
 stop_pg() { "${as_pg[@]}" "$pgbin/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true; }
 trap stop_pg EXIT
@@ -36,6 +39,8 @@ trap stop_pg EXIT
 "${as_pg[@]}" /usr/lib/postgresql/15/bin/psql -h "$sock" -U postgres -d postgres -qAtc \
     "select 1 from pg_database where datname = 'pgreaper_metrics'" | grep -q 1 ||
     "${as_pg[@]}" /usr/lib/postgresql/15/bin/createdb -h "$sock" -U postgres pgreaper_metrics
+"${as_pg[@]}" /usr/lib/postgresql/15/bin/psql -h "$sock" -U postgres -d postgres -qAtc \
+    'create extension if not exists pg_stat_statements'
 
 cat > "$root/sources.yaml" <<YAML
 - name: local

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <uv.h>
@@ -22,6 +23,7 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/tasks.h"
+#include "pgio/admit.h"
 #include "pgio/connstr.h"
 #include "pprof/http.h"
 #include "sinks/sink.h"
@@ -54,6 +56,8 @@ typedef struct rp_reaper {
     int argc;
     char **argv;
     rp_buf metric_tables; /* the catalogue's storage names, for the PostgreSQL sink */
+    rp_admit admit;       /* connection attempts in flight, sources and sinks together */
+    uint64_t fd_warned;   /* the (needed, limit) last warned about, so it is said once */
 } rp_reaper;
 
 /*-------------------------------------------------------------------------
@@ -219,6 +223,65 @@ static const rp_source_def *find_def(const rp_source_set *set, const rp_options 
     return NULL;
 }
 
+/*-------------------------------------------------------------------------
+ * A fleet: file descriptors and the spread of first connections
+ *-------------------------------------------------------------------------
+ */
+
+/* Raise the soft open-files limit to the hard one: a descriptor per source connection
+ * is the design, and the usual soft limit (1024) is below a fleet's needs. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        rp_log_warn("could not raise the open files limit from %llu to %llu: %m",
+                    (unsigned long long)old, (unsigned long long)rl.rlim_max);
+        return;
+    }
+    rp_log_debug("open files limit raised from %llu to %llu", (unsigned long long)old,
+                 (unsigned long long)rl.rlim_max);
+}
+
+static size_t sources_selected(const rp_reaper *r, const rp_source_set *set)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < set->nsources; i++)
+        n += set->sources[i].is_enabled && group_selected(r->opts, &set->sources[i]);
+    return n;
+}
+
+/* Say once (per figures) when the sources' connections cannot fit in the descriptors. */
+static void check_fd_budget(rp_reaper *r, size_t nsources)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+        return;
+    size_t per_source = r->opts->per_metric ? (size_t)r->opts->max_conns_per_db : 1;
+    size_t reserve = 64 + 2 * r->opts->sinks.n; /* sinks, spool, listener, logs, libuv */
+    size_t needed = nsources * per_source + reserve;
+    uint64_t key = ((uint64_t)needed << 32) ^ (uint64_t)rl.rlim_cur;
+    if (needed <= rl.rlim_cur || key == r->fd_warned)
+        return;
+    r->fd_warned = key;
+    rp_log_warn("%zu sources x %zu connections + %zu reserved = %zu file descriptors needed, but "
+                "the open files limit is %llu (hard limit %llu): some connections will fail; "
+                "raise it (ulimit -n, LimitNOFILE=) or split the sources with --group",
+                nsources, per_source, reserve, needed, (unsigned long long)rl.rlim_cur,
+                (unsigned long long)rl.rlim_max);
+}
+
+/* New sources' first attempts spread over min(--connect-spread, N x 10 ms). */
+static void set_connect_spread(rp_reaper *r, size_t nsources)
+{
+    int64_t w = (int64_t)nsources * 10;
+    r->sopts.connect_spread_ms =
+        (int)(w < r->opts->connect_spread_ms ? w : r->opts->connect_spread_ms);
+}
+
 /* Diff the running sources against set/cat (already validated) and converge. */
 static void apply_config(rp_reaper *r, rp_catalog *cat, rp_source_set *set)
 {
@@ -228,6 +291,9 @@ static void apply_config(rp_reaper *r, rp_catalog *cat, rp_source_set *set)
     r->set = set;
     int drain = r->opts->shutdown_timeout_s * 1000;
     size_t added = 0, removed = 0, restarted = 0;
+    size_t nselected = sources_selected(r, set);
+    check_fd_budget(r, nselected);
+    set_connect_spread(r, nselected);
     for (size_t i = 0; i < r->nsrcs; i++) {
         running *c = r->srcs[i];
         if (!c->in_use || c->stopping)
@@ -368,12 +434,16 @@ static void log_summary(const rp_reaper *r)
         rp_buf_printf(&b, "%s%llu", i ? "," : "", (unsigned long long)t->lateness_ms_hist[i]);
     rp_log_info("summary: tick lateness histogram (ms buckets 0,1,2,4,...,16384+): %s", b.data);
     rp_buf_fini(&b);
+    rp_log_info("summary: cancels=%llu connect_attempts_queued=%llu connect_queue_max=%zu",
+                (unsigned long long)t->cancels, (unsigned long long)r->admit.queued_total,
+                r->admit.max_queued);
 }
 
 static void on_sinks_closed(void *arg)
 {
     rp_reaper *r = arg;
     log_summary(r); /* after the sinks wrote what they could: their final counters */
+    rp_admit_close(&r->admit);
     uv_close((uv_handle_t *)&r->sig_hup, NULL);
     uv_close((uv_handle_t *)&r->sig_term, NULL);
     uv_close((uv_handle_t *)&r->sig_int, NULL);
@@ -423,6 +493,7 @@ static void vars_sources(rp_reaper *r, rp_buf *b)
                   "\"values\": %llu, \"connects\": %llu, \"connect_failures\": %llu, "
                   "\"disconnects\": %llu, \"session_resets\": %llu, "
                   "\"results_over_cap\": %llu, \"fetches_discarded\": %llu, "
+                  "\"cancels\": %llu, \"connecting\": %d, \"connect_queue\": %zu, "
                   "\"lateness_ms_hist\": [",
                   r->ops->mode, r->live, (unsigned long long)t.ticks,
                   (unsigned long long)t.skipped_ticks, (unsigned long long)t.pipelines,
@@ -431,7 +502,8 @@ static void vars_sources(rp_reaper *r, rp_buf *b)
                   (unsigned long long)t.values, (unsigned long long)t.connects,
                   (unsigned long long)t.connect_failures, (unsigned long long)t.disconnects,
                   (unsigned long long)t.session_resets, (unsigned long long)t.results_over_cap,
-                  (unsigned long long)t.fetches_discarded);
+                  (unsigned long long)t.fetches_discarded, (unsigned long long)t.cancels,
+                  r->admit.active, r->admit.nqueued);
     for (int i = 0; i < 16; i++)
         rp_buf_printf(b, "%s%llu", i ? ", " : "", (unsigned long long)t.lateness_ms_hist[i]);
     rp_buf_puts(b, "]},\n");
@@ -527,10 +599,13 @@ static int init_loop(rp_reaper *r)
         .shutdown_timeout_ms = (int64_t)r->opts->shutdown_timeout_s * 1000,
         .connect_timeout_ms = (int64_t)r->opts->connect_timeout_s * 1000,
         .metric_tables = r->metric_tables.data,
+        .admit = &r->admit,
     };
+    rp_admit_init(&r->admit, &r->loop, r->opts->max_connecting);
     if (rp_sinks_open(&r->sinks, (const char *const *)r->opts->sinks.v, r->opts->sinks.n, &r->loop,
                       &so, err, sizeof(err)) < 0) {
         rp_log_error("could not open sink: %s", err);
+        rp_admit_close(&r->admit);
         if (r->http)
             rp_http_close(r->http, NULL, NULL);
         r->http = NULL;
@@ -541,6 +616,8 @@ static int init_loop(rp_reaper *r)
     r->sopts.emit_arg = &r->sinks;
     r->sopts.statement_timeout_ms = r->opts->statement_timeout_s * 1000;
     r->sopts.connect_timeout_ms = r->opts->connect_timeout_s * 1000;
+    r->sopts.admit = &r->admit;
+    r->sopts.max_connecting = r->opts->max_connecting;
     r->sopts.runtime_refresh_ms = 60000;
     r->sopts.interval_scale = r->opts->interval_scale;
     r->sopts.no_prepared = r->opts->no_prepared;
@@ -586,6 +663,7 @@ int rp_reaper_run(const rp_options *o, int argc, char **argv)
         fputs(diag.text.data, stderr);
     rp_diag_fini(&diag);
     signal(SIGPIPE, SIG_IGN);
+    raise_nofile();
     list_metric_tables(cat, &r.metric_tables);
     uv_loop_init(&r.loop);
     int init_rc = init_loop(&r);

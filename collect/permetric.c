@@ -25,6 +25,7 @@
 #include "collect/logcounts.h"
 #include "collect/native.h"
 #include "common/clock.h"
+#include "common/hash.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/tasks.h"
@@ -90,6 +91,7 @@ struct pm_source {
     bool in_recovery, role_known;
     int64_t runtime_at, retry_at; /* CLOCK_MONOTONIC ms */
     int backoff_ms;
+    uint64_t rng; /* backoff jitter */
     bool down, down_logged, was_connected;
     bool stop_threads;
     pm_item *head, **tail;
@@ -233,7 +235,8 @@ static void connect_failed_locked(pm_source *s, const char *why)
     }
     s->down = true;
     s->was_connected = false;
-    s->retry_at = rp_clock_mono_ms() + s->backoff_ms;
+    s->retry_at =
+        rp_clock_mono_ms() + rp_backoff_jittered(s->backoff_ms, RP_BACKOFF_MIN_MS, &s->rng);
     s->backoff_ms = rp_backoff_next(s->backoff_ms, RP_BACKOFF_MAX_MS);
     queue_locked(s, NULL, NULL, rp_clock_wall_ns(), 0);
 }
@@ -266,13 +269,38 @@ static bool conn_is_local(const PGconn *conn)
     return rp_native_peer_is_local((struct sockaddr *)&peer);
 }
 
+/* The threads' admission gate: the batch mode's rule (pgio/admit.h), for blocking
+ * connects: at most max_connecting attempts at once across all sources. */
+static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
+static int gate_active;
+
+static void gate_enter(int limit)
+{
+    pthread_mutex_lock(&gate_lock);
+    while (limit > 0 && gate_active >= limit)
+        pthread_cond_wait(&gate_cond, &gate_lock);
+    gate_active++;
+    pthread_mutex_unlock(&gate_lock);
+}
+
+static void gate_leave(void)
+{
+    pthread_mutex_lock(&gate_lock);
+    gate_active--;
+    pthread_cond_signal(&gate_cond);
+    pthread_mutex_unlock(&gate_lock);
+}
+
 static pm_conn *open_locked(pm_source *s)
 {
     if (s->down && rp_clock_mono_ms() < s->retry_at)
         return NULL; /* backing off: this tick is skipped */
     s->nopen++;
     pthread_mutex_unlock(&s->lock);
+    gate_enter(s->opts->max_connecting);
     PGconn *conn = PQconnectdbParams(s->kw, s->val, 0);
+    gate_leave();
     char why[512] = "out of memory";
     bool ok = conn && PQstatus(conn) == CONNECTION_OK;
     if (conn && !ok)
@@ -1000,6 +1028,7 @@ static void *pm_create(const rp_source_opts *opts, const rp_source_def *def, rp_
     pthread_condattr_destroy(&ca);
     s->tail = &s->head;
     s->backoff_ms = RP_BACKOFF_MIN_MS;
+    s->rng = rp_hash_str(RP_HASH_INIT, def->name) | 1;
     uv_async_init(opts->loop, &s->async, on_async);
     uv_timer_init(opts->loop, &s->drain);
     s->async.data = s->drain.data = s;

@@ -43,7 +43,7 @@
 
 #define ERROR_RELOG_MS     (10 * 60 * 1000)
 #define SKIP_MS            (10 * 60 * 1000) /* a metric the server cannot run */
-#define BATCH_GRACE_MS     10000
+#define MAX_CANCELS        2 /* cancel requests in flight on the thread pool at most */
 #define INSTANCE_UP_METRIC "instance_up"
 #define YIELD_NS           (2 * 1000000ULL) /* reading a result yields to the loop this often */
 #define GUARD_DIVISOR      16 /* a result above 1/16 of a cap is read row by row next time */
@@ -173,6 +173,11 @@ struct rp_source {
     uint64_t seen_rows, seen_bytes; /* of the current result, kept or not */
     bool over_cap;
     uv_timer_t yield_timer; /* resumes reading after a yield */
+
+    /* the batch deadline: silence, not duration (see step_busy) */
+    uint64_t last_progress; /* loop ms: the pipeline was sent or bytes came back */
+    int quiet_ms;           /* silence allowed before a cancel request */
+    bool cancel_sent;       /* ... sent during the current silence */
 
     bool down_logged;
     bool was_connected;
@@ -863,8 +868,11 @@ static void send_pipeline(rp_source *src, const size_t *due, size_t ndue, bool r
         return;
     }
     src->stats.pipelines++;
-    /* The server enforces statement_timeout; this client deadline only catches a dead peer. */
-    arm_deadline(src, (uint64_t)(max_timeout > 0 ? max_timeout : 60000) + BATCH_GRACE_MS);
+    /* The server enforces statement_timeout; this deadline only catches a silent server. */
+    src->quiet_ms = (max_timeout > 0 ? max_timeout : 60000) + src->opts->connect_timeout_ms;
+    src->last_progress = now_ms(src);
+    src->cancel_sent = false;
+    arm_deadline(src, (uint64_t)src->quiet_ms);
     /* Usually everything went out with the syncs: then the socket stays watched for
      * reading only, as in READY, and no epoll change is needed for this tick. */
     int f = PQflush(src->client.conn);
@@ -1396,6 +1404,8 @@ static void batch_done(rp_source *src)
 static void pump(rp_source *src)
 {
     if (src->io_events & UV_READABLE) {
+        src->last_progress = now_ms(src);
+        src->cancel_sent = false;
         if (!PQconsumeInput(src->client.conn)) {
             enter_backoff(src, conn_error(src));
             return;
@@ -1421,6 +1431,83 @@ static void pump(rp_source *src)
         enter_backoff(src, "could not watch the connection's socket");
 }
 
+/*-------------------------------------------------------------------------
+ * A silent batch: cancel, keep the connection
+ *-------------------------------------------------------------------------
+ */
+
+static int cancels_in_flight;
+
+typedef struct cancel_req {
+    uv_work_t work;
+    PGcancel *cancel;
+    bool ok;
+    char err[256];
+    char source[64];
+} cancel_req;
+
+static void cancel_work(uv_work_t *w) /* a thread-pool thread: PQcancel blocks */
+{
+    cancel_req *c = rp_container_of(w, cancel_req, work);
+    c->ok = PQcancel(c->cancel, c->err, (int)sizeof(c->err)) == 1;
+}
+
+static void cancel_done(uv_work_t *w, int status)
+{
+    cancel_req *c = rp_container_of(w, cancel_req, work);
+    cancels_in_flight--;
+    if (status == 0 && !c->ok)
+        rp_log_at(RP_LOG_WARN, c->source, NULL, c->err, "the cancel request failed");
+    PQfreeCancel(c->cancel);
+    rp_free(c);
+}
+
+/* Ask the server to cancel the running query, on the thread pool (PQcancel connects and
+ * blocks). The request outlives the source if need be: it only knows the name. */
+static void request_cancel(rp_source *src)
+{
+    src->cancel_sent = true;
+    src->stats.cancels++;
+    PGcancel *pc = cancels_in_flight < MAX_CANCELS ? PQgetCancel(src->client.conn) : NULL;
+    rp_log_at(RP_LOG_WARN, src->def.name, NULL, NULL,
+              "no answer from the server for %d ms: %s (the connection is kept; ticks are "
+              "skipped while the batch runs)",
+              src->quiet_ms, pc ? "cancelling the running query" : "too many cancels in flight");
+    if (!pc)
+        return;
+    cancel_req *c = rp_calloc(1, sizeof(*c));
+    c->cancel = pc;
+    snprintf(c->source, sizeof(c->source), "%s", src->def.name);
+    if (uv_queue_work(src->opts->loop, &c->work, cancel_work, cancel_done) < 0) {
+        PQfreeCancel(pc);
+        rp_free(c);
+        return;
+    }
+    cancels_in_flight++;
+}
+
+/* The batch deadline is about silence: a pipeline of slow queries that keeps answering
+ * may run past its statement timeouts' sum. Silent for quiet_ms: cancel the running
+ * query (the cancelled query fails, the rest of the batch runs, the connection stays).
+ * Silent for connect_timeout_ms more after that: the peer is gone, reconnect. */
+static void batch_silent(rp_source *src)
+{
+    uint64_t quiet = now_ms(src) - src->last_progress;
+    uint64_t allowed =
+        src->cancel_sent ? (uint64_t)src->opts->connect_timeout_ms : (uint64_t)src->quiet_ms;
+    if (quiet < allowed) {
+        arm_deadline(src, allowed - quiet);
+        return;
+    }
+    if (!src->cancel_sent) {
+        request_cancel(src);
+        src->last_progress = now_ms(src);
+        arm_deadline(src, (uint64_t)src->opts->connect_timeout_ms);
+        return;
+    }
+    enter_backoff(src, "no answer from the server, not even to a cancel request");
+}
+
 static void step_busy(rp_source *src, rp_event ev)
 {
     if (ev == EV_DEADLINE) {
@@ -1430,7 +1517,7 @@ static void step_busy(rp_source *src, rp_event ev)
             enter_closing(src);
             return;
         }
-        enter_backoff(src, "no answer from the server before the batch deadline");
+        batch_silent(src);
         return;
     }
     if (ev == EV_IO_ERROR) {
@@ -1602,7 +1689,8 @@ rp_source *rp_source_create(const rp_source_opts *opts, const rp_source_def *def
                            .backoff_min_ms = RP_BACKOFF_MIN_MS,
                            .backoff_max_ms = RP_BACKOFF_MAX_MS,
                            .jitter_seed = rp_hash_str(RP_HASH_INIT, def->name),
-                           .task = &src->task};
+                           .task = &src->task,
+                           .admit = opts->admit};
     rp_pgclient_init(&src->client, opts->loop, def->conn_str, &co, on_client, src);
     uv_timer_init(opts->loop, &src->tick_timer);
     uv_timer_init(opts->loop, &src->io_timer);
@@ -1614,10 +1702,14 @@ rp_source *rp_source_create(const rp_source_opts *opts, const rp_source_def *def
 
 void rp_source_start(rp_source *src)
 {
-    if (src->state == RP_SOURCE_IDLE) {
-        set_state(src, RP_SOURCE_OFFLINE);
-        rp_pgclient_connect(&src->client);
-    }
+    if (src->state != RP_SOURCE_IDLE)
+        return;
+    set_state(src, RP_SOURCE_OFFLINE);
+    /* A fleet started at once spreads its first attempts (stable per name). */
+    uint64_t spread =
+        (uint64_t)(src->opts->connect_spread_ms > 0 ? src->opts->connect_spread_ms : 0);
+    uint64_t delay = spread ? rp_hash_str(RP_HASH_INIT ^ 0x5eed, src->def.name) % spread : 0;
+    rp_pgclient_connect_after(&src->client, delay);
 }
 
 void rp_source_update(rp_source *src, const rp_source_def *def, rp_catalog *cat)

@@ -30,7 +30,11 @@ typedef struct rp_source_opts {
     rp_batch_emit_fn emit; /* every measurement goes here (loop thread) */
     void *emit_arg;
     int statement_timeout_ms;        /* for metrics without statement_timeout_seconds; 0 = none */
-    int connect_timeout_ms;          /* client-side deadline for connecting */
+    int connect_timeout_ms;          /* client-side deadline for connecting; also how long a
+                                      * batch may stay silent past its statement timeout */
+    struct rp_admit *admit;          /* NULL, or the gate every connection attempt passes */
+    int connect_spread_ms;           /* first connections start within this window */
+    int max_connecting;              /* per-metric mode's thread gate (0: no bound) */
     int runtime_refresh_ms;          /* how often role and version are re-read */
     double interval_scale;           /* multiplies every metric interval */
     bool no_prepared;                /* global --no-prepared */
@@ -58,6 +62,8 @@ typedef struct rp_source_stats {
     uint64_t results_over_cap;     /* results refused for exceeding a row or byte cap */
     uint64_t fetches_discarded;    /* results dropped because an earlier metric of the same
                                     * pipeline changed the session (collected next tick) */
+    uint64_t cancels;              /* batches that went quiet past their deadline: the
+                                    * running query was cancelled, the connection kept */
     uint64_t lateness_ms_hist[16]; /* tick lateness: bucket i counts [2^(i-1), 2^i) ms */
 } rp_source_stats;
 

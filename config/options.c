@@ -36,6 +36,14 @@ const rp_opt_def rp_opt_table[] = {
      "a metric result with more bytes is not stored (metric key result_max_bytes overrides)"},
     {"connect-timeout", "PGREAPER_CONNECT_TIMEOUT", RP_OPT_INT, OFF(connect_timeout_s), 1, 3600,
      "SECONDS", "10", "give up a connection attempt (DNS included) after SECONDS"},
+    {"max-connecting", "PGREAPER_MAX_CONNECTING", RP_OPT_INT, OFF(max_connecting), 0, 100000, "N",
+     "16",
+     "connection attempts (sources and sinks together) in flight at most; the others wait "
+     "their turn, so that a fleet does not storm its servers (0: no bound)"},
+    {"connect-spread", "PGREAPER_CONNECT_SPREAD", RP_OPT_DURATION, OFF(connect_spread_ms), 0,
+     3600000, "DURATION", "10s",
+     "start the first connections of N sources within min(DURATION, N x 10 ms), each at a "
+     "stable offset"},
     {"shutdown-timeout", "PGREAPER_SHUTDOWN_TIMEOUT", RP_OPT_INT, OFF(shutdown_timeout_s), 0, 3600,
      "SECONDS", "10", "on SIGTERM, wait this long for in-flight batches"},
     {"batching-delay", "PGREAPER_BATCHING_DELAY", RP_OPT_DURATION, OFF(batching_delay_ms), 10,
@@ -104,6 +112,8 @@ void rp_options_init(rp_options *o)
     o->result_max_rows = 100000;
     o->result_max_bytes = 16LL << 20;
     o->connect_timeout_s = 10;
+    o->max_connecting = 16;
+    o->connect_spread_ms = 10000;
     o->shutdown_timeout_s = 10;
     o->batching_delay_ms = 1000;
     o->sink_buffer_bytes = 64LL << 20;

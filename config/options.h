@@ -28,8 +28,10 @@ typedef struct rp_options {
     int refresh_s;           /* 0 = only on SIGHUP */
     int statement_timeout_s; /* default for metrics without statement_timeout_seconds */
     int connect_timeout_s;
-    int result_max_rows;      /* default cap on a metric result's rows */
-    int64_t result_max_bytes; /* default cap on a metric result's bytes */
+    int max_connecting;        /* connection attempts in flight at most (0: no bound) */
+    int64_t connect_spread_ms; /* a fleet's first connections start within this window */
+    int result_max_rows;       /* default cap on a metric result's rows */
+    int64_t result_max_bytes;  /* default cap on a metric result's bytes */
     int shutdown_timeout_s;
     int64_t batching_delay_ms;       /* PostgreSQL sink */
     int64_t sink_buffer_bytes;       /* PostgreSQL sink */

@@ -21,14 +21,23 @@ typedef enum ev {
     EV_TIMER,    /* deadline or end of backoff */
 } ev;
 
-static const char *const state_names[] = {"idle", "resolving", "connecting",
-                                          "up",   "backoff",   "closed"};
+static const char *const state_names[] = {"idle", "queued",  "resolving", "connecting",
+                                          "up",   "backoff", "closed"};
 
 static void step(rp_pgclient *c, ev e, int status);
 static void enter_resolving(rp_pgclient *c);
 
+static bool in_attempt(rp_pgclient_state s)
+{
+    return s == RP_PGCLIENT_RESOLVING || s == RP_PGCLIENT_CONNECTING;
+}
+
+/* Also where the admission slot is given back: when an attempt ends, whatever way, or a
+ * queued client goes elsewhere (closed). */
 static void set_state(rp_pgclient *c, rp_pgclient_state next)
 {
+    if (c->opts.admit && !in_attempt(next) && next != RP_PGCLIENT_QUEUED)
+        rp_admit_release(c->opts.admit, &c->waiter);
     c->state = next;
     uv_timer_stop(&c->timer);
     if (c->opts.task && next != RP_PGCLIENT_UP && next != RP_PGCLIENT_CLOSED)
@@ -113,9 +122,7 @@ static void enter_backoff(rp_pgclient *c, const char *why)
     set_state(c, RP_PGCLIENT_BACKOFF);
     c->resolve_idx = 0;
     int b = c->backoff_ms;
-    uint64_t spread = (uint64_t)b / 5 + 1;
-    int jitter = (int)((c->opts.jitter_seed ^ uv_now(c->loop)) % spread);
-    c->retry_in_ms = b - b / 10 + jitter;
+    c->retry_in_ms = rp_backoff_jittered(b, c->opts.backoff_min_ms, &c->rng);
     arm(c, (uint64_t)c->retry_in_ms);
     c->backoff_ms = rp_backoff_next(b, c->opts.backoff_max_ms);
     c->cb(c->owner, RP_PGCLIENT_EV_DOWN);
@@ -175,6 +182,22 @@ static void enter_resolving(rp_pgclient *c)
     }
     c->resolving = true;
     arm(c, (uint64_t)c->opts.connect_timeout_ms);
+}
+
+static void on_granted(rp_admit_waiter *w)
+{
+    rp_pgclient *c = rp_container_of(w, rp_pgclient, waiter);
+    c->queued_ms += uv_now(c->loop) - c->queued_at;
+    enter_resolving(c);
+}
+
+/* A new attempt: through the admission gate when there is one. */
+static void begin_attempt(rp_pgclient *c)
+{
+    set_state(c, RP_PGCLIENT_QUEUED);
+    c->queued_at = uv_now(c->loop);
+    if (!c->opts.admit || rp_admit_acquire(c->opts.admit, &c->waiter, c->opts.admit_first))
+        enter_resolving(c);
 }
 
 static void connected(rp_pgclient *c)
@@ -243,11 +266,12 @@ static void step(rp_pgclient *c, ev e, int status)
         if (e == EV_SOCKET)
             c->cb(c->owner, RP_PGCLIENT_EV_IO);
         break;
+    case RP_PGCLIENT_OFF: /* the delay of rp_pgclient_connect_after */
     case RP_PGCLIENT_BACKOFF:
         if (e == EV_TIMER)
-            enter_resolving(c);
+            begin_attempt(c);
         break;
-    case RP_PGCLIENT_OFF:
+    case RP_PGCLIENT_QUEUED:
     case RP_PGCLIENT_CLOSED:
         break;
     }
@@ -268,6 +292,8 @@ void rp_pgclient_init(rp_pgclient *c, uv_loop_t *loop, const char *conn_str,
     c->owner = owner;
     c->conn_str = rp_strdup(conn_str);
     c->backoff_ms = opts->backoff_min_ms;
+    c->rng = opts->jitter_seed | 1;
+    c->waiter.granted = on_granted;
     rp_pgconn_watch_init(&c->watch, loop, on_poll, on_handle_closed, c, &c->pending_closes);
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
@@ -276,7 +302,17 @@ void rp_pgclient_init(rp_pgclient *c, uv_loop_t *loop, const char *conn_str,
 void rp_pgclient_connect(rp_pgclient *c)
 {
     if (c->state == RP_PGCLIENT_OFF || c->state == RP_PGCLIENT_BACKOFF)
-        enter_resolving(c);
+        begin_attempt(c);
+}
+
+void rp_pgclient_connect_after(rp_pgclient *c, uint64_t delay_ms)
+{
+    if (c->state != RP_PGCLIENT_OFF)
+        return;
+    if (delay_ms == 0)
+        begin_attempt(c);
+    else
+        arm(c, delay_ms);
 }
 
 int rp_pgclient_watch(rp_pgclient *c, int events)
@@ -299,7 +335,7 @@ void rp_pgclient_reset(rp_pgclient *c)
         return;
     finish_conn(c);
     c->resolve_idx = 0;
-    enter_resolving(c);
+    begin_attempt(c);
 }
 
 void rp_pgclient_settled(rp_pgclient *c)

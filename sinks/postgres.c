@@ -1100,7 +1100,9 @@ static int pg_open(const char *uri, uv_loop_t *loop, const rp_sink_opts *opts, r
                            .backoff_min_ms = RP_BACKOFF_MIN_MS,
                            .backoff_max_ms = BACKOFF_MAX_MS,
                            .jitter_seed = (uint64_t)s->writer,
-                           .task = &s->base.task};
+                           .task = &s->base.task,
+                           .admit = opts->admit,
+                           .admit_first = true};
     rp_pgclient_init(&s->client, loop, uri, &co, on_client, s);
     uv_timer_init(loop, &s->timer);
     uv_timer_init(loop, &s->maint_timer);

@@ -71,6 +71,9 @@ typedef struct rp_sink_opts {
     const char *metric_tables;
     /* PostgreSQL sink: folder of the crash-safe spool (see sinks/spool.h); NULL: none. */
     const char *spool_dir;
+    /* NULL, or the loop's connection admission gate (pgio/admit.h); borrowed. The sink's
+     * attempts go ahead of the sources' queue. */
+    struct rp_admit *admit;
 } rp_sink_opts;
 
 typedef struct rp_sink_ops {

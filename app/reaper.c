@@ -8,6 +8,9 @@
 #include "rp_config.h"
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -324,6 +327,10 @@ static void apply_config(rp_reaper *r, rp_catalog *cat, rp_source_set *set)
     rp_catalog_unref(old_cat);
     rp_source_set_free(old_set);
     r->fingerprint = current_fingerprint(r);
+#ifdef __GLIBC__
+    /* Parsing a fleet's files leaves freed pages inside the heap; give them back. */
+    (void)malloc_trim(0);
+#endif
 }
 
 static void log_diag(rp_log_level level, const rp_diag *d)

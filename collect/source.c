@@ -81,28 +81,28 @@ typedef enum item_kind {
     ITEM_SYNC,
 } item_kind;
 
-typedef struct item {
-    item_kind kind;
-    int slot; /* metric slot for PREPARE, QUERY, PROBE and CHANGE; the slots are only
-               * replaced between pipelines (see apply_pending), so the index stays valid */
-    int sub;
+typedef struct item { /* 8 bytes: a fleet keeps a first pipeline's worth per source */
+    int32_t slot;     /* metric slot for PREPARE, QUERY, PROBE and CHANGE; the slots are only
+                       * replaced between pipelines (see apply_pending), so the index stays valid */
+    uint8_t kind;     /* item_kind */
+    uint8_t sub;
 } item;
 
 /* One metric as this connection runs it. */
 typedef struct slot {
     const rp_metric_def *def; /* borrowed from src->cat */
     int interval_s;
-    const char *sql; /* for the server version; NULL: nothing to run */
-    char stmt_name[24];
+    const char *sql;  /* for the server version; NULL: nothing to run */
+    uint32_t stmt_id; /* the prepared statement is rp_<stmt_id> */
     bool prepared;
     bool no_sql_logged;
-    bool failing;        /* last run failed (for transition logging) */
-    bool is_instance_up; /* produced by pgreaper itself, no SQL */
-    rp_native_state native;
-    rp_changes *changes;                        /* change_events: the objects seen */
-    const char *change_sql[RP_CHANGES_NINPUTS]; /* ... its hash metrics' SQL (or NULL) */
-    rp_logcounts *logs;                         /* server_log_event_counts: where it read */
-    bool disk_local; /* psutil_disk of a local server: paths from it, usage measured here */
+    bool failing;            /* last run failed (for transition logging) */
+    bool is_instance_up;     /* produced by pgreaper itself, no SQL */
+    rp_native_state *native; /* a metric read from /proc: the last counters (owned) */
+    rp_changes *changes;     /* change_events: the objects seen (owned) */
+    const char **change_sql; /* ... its RP_CHANGES_NINPUTS hash metrics' SQL (owned array) */
+    rp_logcounts *logs;      /* server_log_event_counts: where it read */
+    bool disk_local;         /* psutil_disk of a local server: paths from it, usage measured here */
     uint64_t err_hash;
     uint64_t err_logged_at;
     int64_t fetch_time_ns;
@@ -156,12 +156,12 @@ struct rp_source {
     bool standby_blocked_logged;
 
     /* changes that wait for the batch boundary (see apply_pending) */
-    rp_source_def next_def;
-    rp_catalog *next_cat; /* non-NULL: next_def and next_cat wait */
-    bool plan_dirty;      /* the runtime query changed role or version */
-    char reset_why[200];  /* non-empty: reconnect after this batch */
-    bool tainted;         /* a metric of this pipeline changed the session: later results are
-                           * discarded (counted), they may carry that change */
+    rp_source_def *next_def; /* owned; with next_cat, a reload waiting */
+    rp_catalog *next_cat;    /* non-NULL: next_def and next_cat wait */
+    bool plan_dirty;         /* the runtime query changed role or version */
+    char reset_why[200];     /* non-empty: reconnect after this batch */
+    bool tainted;            /* a metric of this pipeline changed the session: later results are
+                              * discarded (counted), they may carry that change */
 
     /* the result being read (ITEM_QUERY) */
     bool single_set; /* single-row mode was decided for the current item */
@@ -181,7 +181,6 @@ struct rp_source {
 
     bool down_logged;
     bool was_connected;
-    char last_error[256];
     int drain_ms;
     rp_source_closed_cb closed_cb;
     void *closed_arg;
@@ -223,7 +222,7 @@ static void arm_deadline(rp_source *src, uint64_t ms)
     uv_timer_start(&src->io_timer, on_io_timer, ms, 0);
 }
 
-/* libpq's error text (passwords scrubbed) into src->last_error. */
+/* libpq's error text (passwords scrubbed), kept in the client. */
 static const char *conn_error(rp_source *src)
 {
     return rp_pgclient_conn_error(&src->client);
@@ -371,6 +370,8 @@ static void choose_change_sql(rp_source *src, slot *sl)
 {
     sl->sql = NULL;
     int n = 0;
+    if (!sl->change_sql)
+        sl->change_sql = rp_calloc(RP_CHANGES_NINPUTS, sizeof(*sl->change_sql));
     for (int k = 0; k < RP_CHANGES_NINPUTS; k++) {
         const rp_metric_def *d = rp_catalog_metric(src->cat, rp_changes_input(k));
         sl->change_sql[k] = d ? rp_metric_sql_for(d, src->server_version) : NULL;
@@ -399,7 +400,7 @@ static void choose_sql(rp_source *src, slot *sl)
     }
     sl->sql = sql;
     sl->prepared = sl->probed = sl->shape_ok = sl->sized = sl->offender = false;
-    snprintf(sl->stmt_name, sizeof(sl->stmt_name), "rp_%u", ++src->stmt_gen);
+    sl->stmt_id = ++src->stmt_gen;
     if (sl->def->code == RP_CODE_CHANGE_EVENTS) {
         choose_change_sql(src, sl);
         return;
@@ -424,6 +425,22 @@ static void choose_sql(rp_source *src, slot *sl)
     }
 }
 
+/* A slot's prepared statement name. */
+static const char *stmt_name(const slot *sl, char buf[16])
+{
+    snprintf(buf, 16, "rp_%u", sl->stmt_id);
+    return buf;
+}
+
+/* What a slot owns beyond its statement. */
+static void free_slot(slot *sl)
+{
+    rp_changes_free(sl->changes);
+    rp_free(sl->change_sql);
+    rp_free(sl->logs);
+    rp_free(sl->native);
+}
+
 static const slot *find_slot(const slot *v, size_t n, const char *name)
 {
     for (size_t i = 0; i < n; i++) {
@@ -444,10 +461,8 @@ static void add_stale(rp_source *src, const char *name)
 static void free_dropped(const rp_source *src, slot *old, size_t nold)
 {
     for (size_t i = 0; i < nold; i++)
-        if (!find_slot(src->slots, src->nslots, old[i].def->name)) {
-            rp_changes_free(old[i].changes);
-            rp_free(old[i].logs);
-        }
+        if (!find_slot(src->slots, src->nslots, old[i].def->name))
+            free_slot(&old[i]);
 }
 
 static void collect_stale(rp_source *src, const slot *old, size_t nold)
@@ -457,9 +472,10 @@ static void collect_stale(rp_source *src, const slot *old, size_t nold)
             continue;
         bool used = false;
         for (size_t j = 0; j < src->nslots && !used; j++)
-            used = src->slots[j].prepared && strcmp(src->slots[j].stmt_name, old[i].stmt_name) == 0;
+            used = src->slots[j].prepared && src->slots[j].stmt_id == old[i].stmt_id;
+        char name[16];
         if (!used)
-            add_stale(src, old[i].stmt_name);
+            add_stale(src, stmt_name(&old[i], name));
     }
 }
 
@@ -505,7 +521,6 @@ static bool rebuild_plan(rp_source *src)
     rp_free(plan);
     rp_free(src->due);
     src->due = rp_calloc(n ? n : 1, sizeof(size_t));
-    rp_grow((void **)&src->items, &src->cap_items, 4 * n + 4, sizeof(item));
     return changed;
 }
 
@@ -528,8 +543,9 @@ static void apply_pending(rp_source *src)
     if (src->next_cat) {
         rp_catalog *old_cat = src->cat;
         rp_source_def old_def = src->def;
-        src->def = src->next_def;
-        memset(&src->next_def, 0, sizeof(src->next_def));
+        src->def = *src->next_def;
+        rp_free(src->next_def);
+        src->next_def = NULL;
         src->cat = src->next_cat;
         src->next_cat = NULL;
         src->plan_dirty = false;
@@ -552,7 +568,9 @@ static void drop_pending(rp_source *src)
 {
     if (!src->next_cat)
         return;
-    rp_source_def_fini(&src->next_def);
+    rp_source_def_fini(src->next_def);
+    rp_free(src->next_def);
+    src->next_def = NULL;
     rp_catalog_unref(src->next_cat);
     src->next_cat = NULL;
 }
@@ -635,7 +653,6 @@ static void went_down(rp_source *src)
     disconnect(src);
     uv_timer_stop(&src->tick_timer);
     set_state(src, RP_SOURCE_OFFLINE);
-    snprintf(src->last_error, sizeof(src->last_error), "%s", reason);
     src->reset_why[0] = '\0'; /* reconnecting resets the session anyway */
     src->tainted = false;
     apply_pending(src);
@@ -667,7 +684,7 @@ static void went_down(rp_source *src)
 static void add_item(rp_source *src, item_kind kind, int slot_idx)
 {
     rp_grow((void **)&src->items, &src->cap_items, src->nitems + 1, sizeof(item));
-    src->items[src->nitems] = (item){kind, slot_idx, 0};
+    src->items[src->nitems] = (item){.slot = slot_idx, .kind = (uint8_t)kind};
     src->nitems++;
 }
 
@@ -753,7 +770,7 @@ static int send_changes(rp_source *src, size_t idx)
         if (!sl->change_sql[k])
             continue;
         add_item(src, ITEM_CHANGE, (int)idx);
-        src->items[src->nitems - 1].sub = k;
+        src->items[src->nitems - 1].sub = (uint8_t)k;
         if (!PQsendQueryParams(src->client.conn, sl->change_sql[k], 0, NULL, NULL, NULL, NULL, 0) ||
             send_sync(src) < 0)
             return -EIO;
@@ -801,15 +818,17 @@ static int send_metric(rp_source *src, size_t idx)
     if (sl->disk_local)
         return send_disk(src, idx);
     bool prepared = !(src->opts->no_prepared || src->def.no_prepared);
+    char name[16];
+    stmt_name(sl, name);
     if (prepared && !sl->prepared) {
         add_item(src, ITEM_PREPARE, (int)idx);
-        if (!PQsendPrepare(src->client.conn, sl->stmt_name, sl->sql, 0, NULL))
+        if (!PQsendPrepare(src->client.conn, name, sl->sql, 0, NULL))
             return -EIO;
         sl->prepared = true; /* reset if the prepare fails */
     }
     add_item(src, ITEM_QUERY, (int)idx);
     sl->fetch_time_ns = rp_clock_wall_ns();
-    int ok = prepared ? PQsendQueryPrepared(src->client.conn, sl->stmt_name, 0, NULL, NULL, NULL, 0)
+    int ok = prepared ? PQsendQueryPrepared(src->client.conn, name, 0, NULL, NULL, NULL, 0)
                       : PQsendQueryParams(src->client.conn, sl->sql, 0, NULL, NULL, NULL, NULL, 0);
     if (!ok)
         return -EIO;
@@ -1270,7 +1289,7 @@ static void item_result(rp_source *src, const item *it, PGresult *res)
 {
     ExecStatusType st = PQresultStatus(res);
     slot *sl = it->slot >= 0 ? &src->slots[it->slot] : NULL;
-    switch (it->kind) {
+    switch ((item_kind)it->kind) {
     case ITEM_RUNTIME:
         runtime_result(src, res);
         break;
@@ -1568,7 +1587,9 @@ static void emit_native(rp_source *src, slot *sl)
 {
     rp_native_row row;
     int64_t now = rp_clock_wall_ns();
-    int rc = rp_native_read(sl->def->code, &sl->native, now, &row);
+    if (!sl->native)
+        sl->native = rp_calloc(1, sizeof(*sl->native));
+    int rc = rp_native_read(sl->def->code, sl->native, now, &row);
     if (rc < 0) {
         src->stats.fetch_errors++;
         if (!sl->failing)
@@ -1717,7 +1738,8 @@ void rp_source_update(rp_source *src, const rp_source_def *def, rp_catalog *cat)
     if (src->state == RP_SOURCE_CLOSING)
         return;
     drop_pending(src); /* a newer one wins */
-    rp_source_def_copy(&src->next_def, def);
+    src->next_def = rp_calloc(1, sizeof(*src->next_def));
+    rp_source_def_copy(src->next_def, def);
     src->next_cat = rp_catalog_ref(cat);
     if (src->state == RP_SOURCE_BUSY || src->state == RP_SOURCE_DRAINING)
         return; /* applied when the batch is done */
@@ -1743,10 +1765,8 @@ static void free_source(rp_source *src)
     rp_source_closed_cb cb = src->closed_cb;
     void *arg = src->closed_arg;
     rp_sched_fini(&src->sched);
-    for (size_t i = 0; i < src->nslots; i++) {
-        rp_changes_free(src->slots[i].changes);
-        rp_free(src->slots[i].logs);
-    }
+    for (size_t i = 0; i < src->nslots; i++)
+        free_slot(&src->slots[i]);
     rp_free(src->slots);
     rp_free(src->due);
     rp_free(src->items);

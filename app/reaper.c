@@ -26,6 +26,7 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/tasks.h"
+#include "config/configdb.h"
 #include "pgio/admit.h"
 #include "pgio/connstr.h"
 #include "pprof/http.h"
@@ -61,6 +62,9 @@ typedef struct rp_reaper {
     rp_buf metric_tables; /* the catalogue's storage names, for the PostgreSQL sink */
     rp_admit admit;       /* connection attempts in flight, sources and sinks together */
     uint64_t fd_warned;   /* the (needed, limit) last warned about, so it is said once */
+    uint64_t db_hash;     /* of the configuration database's text last applied */
+    uint64_t db_error;    /* hash of the last configuration-database error logged */
+    bool loading;         /* a load from the configuration database runs on a worker */
 } rp_reaper;
 
 /*-------------------------------------------------------------------------
@@ -80,17 +84,64 @@ static void check_conn_strs(const rp_source_set *set, rp_diag *diag)
     }
 }
 
-int rp_reaper_load(const rp_options *o, rp_catalog **cat_out, rp_source_set **set_out,
-                   rp_diag *diag)
+typedef int (*db_reader)(const char *uri, int timeout_s, rp_buf *out, char *err, size_t errlen);
+
+/* Read a configuration database's table as configuration text into text, its name for
+ * messages into label, and fold the text into *hash (when given). 0 or -EIO. */
+static int read_db(const rp_options *o, const char *uri, const char *table, db_reader rd,
+                   rp_buf *text, rp_buf *label, uint64_t *hash, rp_diag *diag)
+{
+    char err[512];
+    rp_configdb_label(uri, table, label);
+    if (rd(uri, o->connect_timeout_s, text, err, sizeof(err)) < 0) {
+        rp_diag_add(diag, NULL, "%s: %s", label->data, err);
+        return -EIO;
+    }
+    if (hash)
+        *hash = rp_hash_bytes(*hash, text->data, text->len);
+    return 0;
+}
+
+static int parse_metrics(const rp_options *o, rp_catalog **cat, uint64_t *hash, rp_diag *diag)
+{
+    if (!rp_configdb_is_uri(o->metrics))
+        return rp_catalog_parse(o->metrics, cat, diag);
+    rp_buf text = RP_BUF_INIT, label = RP_BUF_INIT;
+    int rc = read_db(o, o->metrics, "pgwatch.metric, pgwatch.preset", rp_configdb_read_metrics,
+                     &text, &label, hash, diag);
+    if (rc == 0)
+        rc = rp_catalog_parse_text(label.data, text.data ? text.data : "", text.len, cat, diag);
+    rp_buf_fini(&text);
+    rp_buf_fini(&label);
+    return rc;
+}
+
+static int parse_sources(const rp_options *o, rp_source_set **set, uint64_t *hash, rp_diag *diag)
+{
+    if (!rp_configdb_is_uri(o->sources))
+        return rp_sources_parse(o->sources, set, diag);
+    rp_buf text = RP_BUF_INIT, label = RP_BUF_INIT;
+    int rc = read_db(o, o->sources, "pgwatch.source", rp_configdb_read_sources, &text, &label, hash,
+                     diag);
+    if (rc == 0)
+        rc = rp_sources_parse_text(label.data, text.data ? text.data : "", text.len, set, diag);
+    rp_buf_fini(&text);
+    rp_buf_fini(&label);
+    return rc;
+}
+
+/* rp_reaper_load, also giving the hash of what configuration databases returned. */
+static int load_config(const rp_options *o, rp_catalog **cat_out, rp_source_set **set_out,
+                       uint64_t *hash, rp_diag *diag)
 {
     rp_catalog *cat = NULL;
     rp_source_set *set = NULL;
     diag->lenient = o->allow_unknown_keys;
     int before = diag->count;
     /* Keep going after an error so that one run reports every problem. */
-    if (rp_catalog_parse(o->metrics, &cat, diag) == 0 && rp_catalog_validate(cat, diag) < 0)
+    if (parse_metrics(o, &cat, hash, diag) == 0 && rp_catalog_validate(cat, diag) < 0)
         rp_log_debug("metric catalogue is invalid");
-    if (o->sources && rp_sources_parse(o->sources, &set, diag) == 0 && cat) {
+    if (o->sources && parse_sources(o, &set, hash, diag) == 0 && cat) {
         rp_sources_prune(set, diag);
         if (rp_sources_validate(set, cat, diag) < 0)
             rp_log_debug("sources are invalid");
@@ -109,6 +160,17 @@ int rp_reaper_load(const rp_options *o, rp_catalog **cat_out, rp_source_set **se
     *cat_out = cat;
     *set_out = set;
     return 0;
+}
+
+int rp_reaper_load(const rp_options *o, rp_catalog **cat_out, rp_source_set **set_out,
+                   rp_diag *diag)
+{
+    return load_config(o, cat_out, set_out, NULL, diag);
+}
+
+static bool uses_configdb(const rp_options *o)
+{
+    return rp_configdb_is_uri(o->sources) || rp_configdb_is_uri(o->metrics);
 }
 
 /* Cheap change detector for --refresh: names, sizes and mtimes of the config files. */
@@ -343,8 +405,93 @@ static void log_diag(rp_log_level level, const rp_diag *d)
     }
 }
 
+/* A load from a configuration database, run on a worker thread: the loop never waits
+ * for a connection or a query. */
+typedef struct load_job {
+    uv_work_t work;
+    rp_reaper *r;
+    const char *why;
+    bool quiet_if_same; /* a --refresh poll: apply only if the text changed */
+    rp_diag diag;
+    rp_catalog *cat;
+    rp_source_set *set;
+    uint64_t hash;
+    int rc;
+} load_job;
+
+static void load_work(uv_work_t *w)
+{
+    load_job *j = rp_container_of(w, load_job, work);
+    j->hash = RP_HASH_INIT;
+    j->rc = load_config(j->r->opts, &j->cat, &j->set, &j->hash, &j->diag);
+}
+
+static void load_failed(rp_reaper *r, const char *why, const rp_diag *diag)
+{
+    uint64_t h = rp_hash_bytes(RP_HASH_INIT, diag->text.data, diag->text.len);
+    if (h == r->db_error)
+        return; /* said once until it changes */
+    r->db_error = h;
+    rp_log_error("could not reload configuration (%s): keeping the running configuration", why);
+    log_diag(RP_LOG_ERROR, diag);
+}
+
+static void loaded_again(rp_reaper *r, const char *why)
+{
+    if (r->db_error)
+        rp_log_info("configuration database read again (%s)", why);
+    r->db_error = 0;
+}
+
+static void load_done(uv_work_t *w, int status)
+{
+    load_job *j = rp_container_of(w, load_job, work);
+    rp_reaper *r = j->r;
+    r->loading = false;
+    if (status < 0 || r->shutting_down || j->rc < 0) {
+        if (status == 0 && !r->shutting_down)
+            load_failed(r, j->why, &j->diag);
+        rp_catalog_unref(j->cat);
+        rp_source_set_free(j->set);
+    } else if (j->quiet_if_same && j->hash == r->db_hash) {
+        loaded_again(r, j->why);
+        rp_catalog_unref(j->cat);
+        rp_source_set_free(j->set);
+    } else {
+        loaded_again(r, j->why);
+        r->db_hash = j->hash;
+        if (j->diag.text.len)
+            log_diag(RP_LOG_WARN, &j->diag);
+        rp_log_info("reloading configuration (%s)", j->why);
+        apply_config(r, j->cat, j->set);
+    }
+    rp_diag_fini(&j->diag);
+    rp_free(j);
+}
+
+static void reload_async(rp_reaper *r, const char *why, bool quiet_if_same)
+{
+    if (r->loading)
+        return; /* the one running reads the latest anyway */
+    load_job *j = rp_calloc(1, sizeof(*j));
+    j->r = r;
+    j->why = why;
+    j->quiet_if_same = quiet_if_same;
+    rp_diag_init(&j->diag);
+    if (uv_queue_work(&r->loop, &j->work, load_work, load_done) < 0) {
+        rp_diag_fini(&j->diag);
+        rp_free(j);
+        return;
+    }
+    r->loading = true;
+}
+
 static void reload(rp_reaper *r, const char *why)
 {
+    if (uses_configdb(r->opts)) {
+        reload_async(r, why, false);
+        return;
+    }
     rp_diag diag;
     rp_diag_init(&diag);
     rp_catalog *cat;
@@ -372,7 +519,9 @@ static void reload(rp_reaper *r, const char *why)
 static void on_refresh(uv_timer_t *t)
 {
     rp_reaper *r = t->data;
-    if (current_fingerprint(r) != r->fingerprint)
+    if (uses_configdb(r->opts))
+        reload_async(r, "configuration database polled", true);
+    else if (current_fingerprint(r) != r->fingerprint)
         reload(r, "configuration files changed");
 }
 
@@ -661,7 +810,8 @@ int rp_reaper_run(const rp_options *o, int argc, char **argv)
     rp_diag_init(&diag);
     rp_catalog *cat;
     rp_source_set *set;
-    if (rp_reaper_load(o, &cat, &set, &diag) < 0) {
+    r.db_hash = RP_HASH_INIT;
+    if (load_config(o, &cat, &set, &r.db_hash, &diag) < 0) {
         fputs(diag.text.data, stderr);
         rp_diag_fini(&diag);
         return 1;

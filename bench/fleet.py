@@ -18,6 +18,7 @@ server's backends (--real).
 """
 import argparse
 import json
+import re
 import os
 import subprocess
 import sys
@@ -106,6 +107,11 @@ def main():
     mem = json.loads(fetch(port, '/debug/vars'))['memstats']
     backends = len(backend_pids(pg)) if pg else n
     rc = r.stop(timeout=120)
+    errors = {}
+    for line in r.log().splitlines():
+        if 'ERROR:' in line or 'WARNING:' in line:
+            key = re.sub(r'source=\S+ ', '', line.split(' ', 2)[2])[:150]
+            errors[key] = errors.get(key, 0) + 1
     if fake:
         fake.kill()
     hist = [b - a_ for a_, b in zip(v0['lateness_ms_hist'], v1['lateness_ms_hist'])]
@@ -143,6 +149,10 @@ def main():
     w = max(len(k) for k, _ in rows)
     for k, val in rows:
         print('  %-*s  %s' % (w, k, val))
+    if errors:
+        print('  most frequent log errors and warnings (whole run):')
+        for k, c in sorted(errors.items(), key=lambda kv: -kv[1])[:8]:
+            print('    %6d  %s' % (c, k))
 
 
 if __name__ == '__main__':

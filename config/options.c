@@ -15,10 +15,12 @@
 #define OFF(f) offsetof(rp_options, f)
 
 const rp_opt_def rp_opt_table[] = {
-    {"sources", "PGREAPER_SOURCES", RP_OPT_STRING, OFF(sources), 0, 0, "FILE|DIR", NULL,
-     "sources YAML file or folder (pgwatch format)"},
-    {"metrics", "PGREAPER_METRICS", RP_OPT_STRING, OFF(metrics), 0, 0, "FILE|DIR", "built-in",
-     "metrics and presets YAML file or folder (pgwatch metrics.yaml format)"},
+    {"sources", "PGREAPER_SOURCES", RP_OPT_STRING, OFF(sources), 0, 0, "FILE|DIR|URI", NULL,
+     "sources YAML file or folder (pgwatch format), or postgresql:// of pgwatch's config "
+     "database"},
+    {"metrics", "PGREAPER_METRICS", RP_OPT_STRING, OFF(metrics), 0, 0, "FILE|DIR|URI", "built-in",
+     "metrics and presets YAML file or folder (pgwatch metrics.yaml format), or postgresql:// "
+     "of pgwatch's config database"},
     {"sink", "PGREAPER_SINK", RP_OPT_LIST, OFF(sinks), 0, 0, "URI", NULL,
      "where measurements go; repeatable: postgresql://..., jsonfile:///path.jsonl, jsonfile:-"},
     {"group", "PGREAPER_GROUP", RP_OPT_LIST, OFF(groups), 0, 0, "NAME", "all",

@@ -84,7 +84,7 @@ def main():
 
     rc, out, err = run(['--help'])
     t.is_(rc, 0, '--help exits 0')
-    t.ok('--sources FILE|DIR' in out and 'PGREAPER_SINK' in out, '--help lists flags and env',
+    t.ok('--sources FILE|DIR|URI' in out and 'PGREAPER_SINK' in out, '--help lists flags and env',
          out)
     rc, out, err = run(['--version'])
     t.ok(rc == 0 and out.startswith('pgreaper '), '--version')

@@ -186,16 +186,15 @@ static void enter_resolving(rp_pgclient *c)
 
 static void on_granted(rp_admit_waiter *w)
 {
-    rp_pgclient *c = rp_container_of(w, rp_pgclient, waiter);
-    c->queued_ms += uv_now(c->loop) - c->queued_at;
-    enter_resolving(c);
+    enter_resolving(rp_container_of(w, rp_pgclient, waiter));
 }
 
 /* A new attempt: through the admission gate when there is one. */
 static void begin_attempt(rp_pgclient *c)
 {
     set_state(c, RP_PGCLIENT_QUEUED);
-    c->queued_at = uv_now(c->loop);
+    if (c->opts.admit)
+        rp_admit_release(c->opts.admit, &c->waiter); /* a reset while queued or attempting */
     if (!c->opts.admit || rp_admit_acquire(c->opts.admit, &c->waiter, c->opts.admit_first))
         enter_resolving(c);
 }

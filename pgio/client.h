@@ -108,7 +108,6 @@ typedef struct rp_pgclient {
     char error[256];      /* why the last attempt failed or the connection was given up */
     bool ever_up;         /* connected at least once */
     int retry_in_ms;      /* the backoff scheduled by the last DOWN */
-    uint64_t queued_ms;   /* total time spent waiting for the admission gate */
 
     /* private */
     uv_loop_t *loop;
@@ -126,7 +125,6 @@ typedef struct rp_pgclient {
     int backoff_ms;
     uint64_t rng;
     rp_admit_waiter waiter;
-    uint64_t queued_at;
     unsigned pending_closes;
     void (*closed_cb)(void *owner);
 } rp_pgclient;

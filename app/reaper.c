@@ -16,9 +16,11 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <uv.h>
 
+#include "app/cluster.h"
 #include "collect/changes.h"
 #include "collect/permetric.h"
 #include "collect/source.h"
@@ -65,6 +67,8 @@ typedef struct rp_reaper {
     uint64_t db_hash;     /* of the configuration database's text last applied */
     uint64_t db_error;    /* hash of the last configuration-database error logged */
     bool loading;         /* a load from the configuration database runs on a worker */
+    rp_cluster *cluster;  /* --cluster-db: the sources this instance holds leases for */
+    uint64_t cluster_rounds, cluster_failed_rounds; /* kept at close for the summary */
 } rp_reaper;
 
 /*-------------------------------------------------------------------------
@@ -277,12 +281,19 @@ static running *find_running(rp_reaper *r, const char *name)
     return NULL;
 }
 
-static const rp_source_def *find_def(const rp_source_set *set, const rp_options *o,
-                                     const char *name)
+/* Whether this instance runs source d: enabled, in a selected group and, in a cluster,
+ * leased to this instance. */
+static bool wanted(const rp_reaper *r, const rp_source_def *d)
 {
-    for (size_t i = 0; i < set->nsources; i++) {
-        const rp_source_def *d = &set->sources[i];
-        if (d->is_enabled && group_selected(o, d) && strcmp(d->name, name) == 0)
+    return d->is_enabled && group_selected(r->opts, d) &&
+           (!r->cluster || rp_cluster_holds(r->cluster, d->name));
+}
+
+static const rp_source_def *find_def(const rp_reaper *r, const char *name)
+{
+    for (size_t i = 0; i < r->set->nsources; i++) {
+        const rp_source_def *d = &r->set->sources[i];
+        if (wanted(r, d) && strcmp(d->name, name) == 0)
             return d;
     }
     return NULL;
@@ -347,45 +358,85 @@ static void set_connect_spread(rp_reaper *r, size_t nsources)
         (int)(w < r->opts->connect_spread_ms ? w : r->opts->connect_spread_ms);
 }
 
-/* Diff the running sources against set/cat (already validated) and converge. */
+typedef struct converged {
+    size_t added, removed, restarted;
+} converged;
+
+/* Diff the running sources against r->set and r->cat and converge. */
+static converged converge(rp_reaper *r)
+{
+    converged n = {0, 0, 0};
+    int drain = r->opts->shutdown_timeout_s * 1000;
+    for (size_t i = 0; i < r->nsrcs; i++) {
+        running *c = r->srcs[i];
+        if (!c->in_use || c->stopping)
+            continue;
+        const rp_source_def *d = find_def(r, r->ops->name(c->src));
+        if (!d) {
+            stop_source(r, c, drain);
+            n.removed++;
+        } else if (!rp_source_def_same_connection(r->ops->def_of(c->src), d)) {
+            stop_source(r, c, drain);
+            n.restarted++;
+        } else {
+            r->ops->update(c->src, d, r->cat);
+        }
+    }
+    for (size_t i = 0; i < r->set->nsources; i++) {
+        const rp_source_def *d = &r->set->sources[i];
+        if (!wanted(r, d) || find_running(r, d->name))
+            continue;
+        start_source(r, d);
+        n.added++;
+    }
+    n.added -= n.restarted < n.added ? n.restarted : n.added;
+    return n;
+}
+
+/* The cluster's candidates: every source this instance could run. */
+static void offer_sources(rp_reaper *r)
+{
+    if (!r->cluster)
+        return;
+    const char **names = rp_calloc(r->set->nsources + 1, sizeof(char *));
+    size_t n = 0;
+    for (size_t i = 0; i < r->set->nsources; i++) {
+        const rp_source_def *d = &r->set->sources[i];
+        if (d->is_enabled && group_selected(r->opts, d))
+            names[n++] = d->name;
+    }
+    rp_cluster_set_sources(r->cluster, names, n);
+    rp_free(names);
+}
+
+/* The leases this instance holds changed. */
+static void on_cluster_changed(void *arg)
+{
+    rp_reaper *r = arg;
+    if (r->shutting_down || !r->set)
+        return;
+    converged n = converge(r);
+    if (n.added || n.removed)
+        rp_log_info("cluster: %zu sources running here, %zu taken, %zu given up",
+                    r->live - n.removed, n.added, n.removed);
+}
+
+/* Swap in a new validated configuration and converge. */
 static void apply_config(rp_reaper *r, rp_catalog *cat, rp_source_set *set)
 {
     rp_catalog *old_cat = r->cat;
     rp_source_set *old_set = r->set;
     r->cat = cat;
     r->set = set;
-    int drain = r->opts->shutdown_timeout_s * 1000;
-    size_t added = 0, removed = 0, restarted = 0;
     size_t nselected = sources_selected(r, set);
     check_fd_budget(r, nselected);
     set_connect_spread(r, nselected);
-    for (size_t i = 0; i < r->nsrcs; i++) {
-        running *c = r->srcs[i];
-        if (!c->in_use || c->stopping)
-            continue;
-        const rp_source_def *d = find_def(set, r->opts, r->ops->name(c->src));
-        if (!d) {
-            stop_source(r, c, drain);
-            removed++;
-        } else if (!rp_source_def_same_connection(r->ops->def_of(c->src), d)) {
-            stop_source(r, c, drain);
-            restarted++;
-        } else {
-            r->ops->update(c->src, d, cat);
-        }
-    }
-    for (size_t i = 0; i < set->nsources; i++) {
-        const rp_source_def *d = &set->sources[i];
-        if (!d->is_enabled || !group_selected(r->opts, d) || find_running(r, d->name))
-            continue;
-        start_source(r, d);
-        added++;
-    }
-    added -= restarted < added ? restarted : added;
+    offer_sources(r);
+    converged n = converge(r);
     if (old_cat)
         rp_log_info("configuration applied: %zu sources running, %zu added, %zu removed, "
                     "%zu restarted",
-                    r->live - removed - restarted, added, removed, restarted);
+                    r->live - n.removed - n.restarted, n.added, n.removed, n.restarted);
     rp_catalog_unref(old_cat);
     rp_source_set_free(old_set);
     r->fingerprint = current_fingerprint(r);
@@ -590,6 +641,10 @@ static void log_summary(const rp_reaper *r)
         rp_buf_printf(&b, "%s%llu", i ? "," : "", (unsigned long long)t->lateness_ms_hist[i]);
     rp_log_info("summary: tick lateness histogram (ms buckets 0,1,2,4,...,16384+): %s", b.data);
     rp_buf_fini(&b);
+    if (r->cluster_rounds)
+        rp_log_info("summary: cluster_rounds=%llu cluster_failed_rounds=%llu",
+                    (unsigned long long)r->cluster_rounds,
+                    (unsigned long long)r->cluster_failed_rounds);
     rp_log_info("summary: cancels=%llu connect_attempts_queued=%llu connect_queue_max=%zu",
                 (unsigned long long)t->cancels, (unsigned long long)r->admit.queued_total,
                 r->admit.max_queued);
@@ -606,7 +661,29 @@ static void on_sinks_closed(void *arg)
     uv_close((uv_handle_t *)&r->refresh, NULL);
 }
 
+static void close_sinks(rp_reaper *r);
+
+static void on_cluster_closed(void *arg)
+{
+    close_sinks(arg);
+}
+
+/* Every source stopped: give the leases back, then close the sinks. */
 static void shutdown_finish(rp_reaper *r)
+{
+    if (r->cluster) {
+        rp_task_set_state(&r->task, "releasing leases");
+        rp_cluster *c = r->cluster;
+        size_t members, held;
+        rp_cluster_stats(c, &members, &held, &r->cluster_rounds, &r->cluster_failed_rounds);
+        r->cluster = NULL;
+        rp_cluster_close(c, on_cluster_closed, r);
+        return;
+    }
+    close_sinks(r);
+}
+
+static void close_sinks(rp_reaper *r)
 {
     (void)rp_sinks_flush(&r->sinks);
     if (r->http)
@@ -740,6 +817,29 @@ static void list_metric_tables(const rp_catalog *cat, rp_buf *out)
     }
 }
 
+static int open_cluster(rp_reaper *r)
+{
+    char name[300];
+    if (r->opts->instance_name) {
+        snprintf(name, sizeof(name), "%s", r->opts->instance_name);
+    } else {
+        char host[256] = "localhost";
+        (void)gethostname(host, sizeof(host) - 1);
+        snprintf(name, sizeof(name), "%s-%d", host, (int)getpid());
+    }
+    rp_cluster_opts co = {.uri = r->opts->cluster_db,
+                          .instance = name,
+                          .ttl_ms = r->opts->lease_ttl_ms,
+                          .connect_timeout_ms = r->opts->connect_timeout_s * 1000,
+                          .admit = &r->admit};
+    if (rp_cluster_open(&r->loop, &co, on_cluster_changed, r, &r->cluster) < 0)
+        return -EIO;
+    r->sopts.fence = rp_cluster_fence(r->cluster);
+    rp_log_info("cluster: instance \"%s\", lease TTL %lld ms", name,
+                (long long)r->opts->lease_ttl_ms);
+    return 0;
+}
+
 static int init_loop(rp_reaper *r)
 {
     char err[512];
@@ -767,6 +867,8 @@ static int init_loop(rp_reaper *r)
         r->http = NULL;
         return -EINVAL;
     }
+    if (r->opts->cluster_db && open_cluster(r) < 0)
+        return -EINVAL;
     r->sopts.loop = &r->loop;
     r->sopts.emit = emit_to_sinks;
     r->sopts.emit_arg = &r->sinks;

@@ -1623,7 +1623,8 @@ static void on_tick_timer(uv_timer_t *t)
     rp_source *src = t->data;
     int64_t now = (int64_t)now_ms(src);
     int64_t deadline = rp_sched_next(&src->sched);
-    bool busy = src->state != RP_SOURCE_READY;
+    bool busy = src->state != RP_SOURCE_READY ||
+                (src->opts->fence && (uint64_t)now >= *src->opts->fence); /* lease expired */
     size_t ndue = rp_sched_due(&src->sched, now, busy, src->due);
     if (busy) {
         src->stats.skipped_ticks++;

@@ -35,6 +35,8 @@ typedef struct rp_source_opts {
     struct rp_admit *admit;          /* NULL, or the gate every connection attempt passes */
     int connect_spread_ms;           /* first connections start within this window */
     int max_connecting;              /* per-metric mode's thread gate (0: no bound) */
+    const uint64_t *fence;           /* NULL, or a loop-time deadline (ms): no tick runs at or
+                                      * after it (a cluster lease, see app/cluster.h) */
     int runtime_refresh_ms;          /* how often role and version are re-read */
     double interval_scale;           /* multiplies every metric interval */
     bool no_prepared;                /* global --no-prepared */

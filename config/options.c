@@ -46,6 +46,15 @@ const rp_opt_def rp_opt_table[] = {
      3600000, "DURATION", "10s",
      "start the first connections of N sources within min(DURATION, N x 10 ms), each at a "
      "stable offset"},
+    {"cluster-db", "PGREAPER_CLUSTER_DB", RP_OPT_STRING, OFF(cluster_db), 0, 0, "URI", NULL,
+     "share the sources with the other pgreaper instances naming this PostgreSQL database: "
+     "membership and a lease per source in its schema pgreaper (batch mode)"},
+    {"instance-name", "PGREAPER_INSTANCE_NAME", RP_OPT_STRING, OFF(instance_name), 0, 0, "NAME",
+     "HOST-PID", "this instance's name in --cluster-db (unique among the instances)"},
+    {"lease-ttl", "PGREAPER_LEASE_TTL", RP_OPT_DURATION, OFF(lease_ttl_ms), 1000, 3600000,
+     "DURATION", "30s",
+     "--cluster-db: how long a lease and a heartbeat live; a dead instance's sources move "
+     "within it"},
     {"shutdown-timeout", "PGREAPER_SHUTDOWN_TIMEOUT", RP_OPT_INT, OFF(shutdown_timeout_s), 0, 3600,
      "SECONDS", "10", "on SIGTERM, wait this long for in-flight batches"},
     {"batching-delay", "PGREAPER_BATCHING_DELAY", RP_OPT_DURATION, OFF(batching_delay_ms), 10,
@@ -115,6 +124,7 @@ void rp_options_init(rp_options *o)
     o->result_max_bytes = 16LL << 20;
     o->connect_timeout_s = 10;
     o->max_connecting = 16;
+    o->lease_ttl_ms = 30000;
     o->connect_spread_ms = 10000;
     o->shutdown_timeout_s = 10;
     o->batching_delay_ms = 1000;
@@ -142,6 +152,8 @@ void rp_options_fini(rp_options *o)
     rp_free(o->metrics);
     rp_free(o->libpq_trace);
     rp_free(o->pprof_addr);
+    rp_free(o->cluster_db);
+    rp_free(o->instance_name);
     rp_free(o->sink_spool);
     rp_free(o->mode);
     rp_free(o->pprof_token);
@@ -365,6 +377,10 @@ int rp_options_parse(rp_options *o, int argc, char **argv, char *err, size_t err
         rc = -EINVAL;
     }
     o->per_metric = o->mode && strcmp(o->mode, "per-metric") == 0;
+    if (rc == 0 && o->cluster_db && o->per_metric) {
+        snprintf(err, errlen, "--cluster-db needs --mode=batch (its leases fence each tick)");
+        rc = -EINVAL;
+    }
     rp_free(lo);
     return rc;
 }

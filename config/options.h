@@ -29,6 +29,9 @@ typedef struct rp_options {
     int statement_timeout_s; /* default for metrics without statement_timeout_seconds */
     int connect_timeout_s;
     int max_connecting;        /* connection attempts in flight at most (0: no bound) */
+    char *cluster_db;          /* NULL, or the database instances share sources through */
+    char *instance_name;       /* this instance's name in it (NULL: host-pid) */
+    int64_t lease_ttl_ms;      /* membership and lease time to live */
     int64_t connect_spread_ms; /* a fleet's first connections start within this window */
     int result_max_rows;       /* default cap on a metric result's rows */
     int64_t result_max_bytes;  /* default cap on a metric result's bytes */

@@ -185,7 +185,7 @@ static void describe(conn *c, kind k)
     } else {
         const char *names[2 + 16] = {"epoch_ns", "tag_object"};
         uint32_t types[2 + 16] = {20, 25};
-        static char colname[16][8];
+        static char colname[16][16];
         for (int i = 0; i < int_cols; i++) {
             snprintf(colname[i], sizeof(colname[i]), "v%d", i);
             names[2 + i] = colname[i];

@@ -117,7 +117,10 @@ def main():
     t = Tap()
     pg = Postgres('fleet')
     admission(t, sys.argv[1], pg)
-    file_descriptors(t, sys.argv[1], pg)
+    if os.environ.get('RP_VALGRIND'):  # valgrind keeps fds for itself and shows lower limits
+        t.ok(True, '# skip open-files limits under valgrind')
+    else:
+        file_descriptors(t, sys.argv[1], pg)
     silence(t, sys.argv[1], pg)
     pg.cleanup()
     t.done()

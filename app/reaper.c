@@ -22,6 +22,7 @@
 
 #include "app/cluster.h"
 #include "collect/changes.h"
+#include "collect/discovery.h"
 #include "collect/permetric.h"
 #include "collect/source.h"
 #include "common/hash.h"
@@ -68,7 +69,10 @@ typedef struct rp_reaper {
     uint64_t db_error;    /* hash of the last configuration-database error logged */
     bool loading;         /* a load from the configuration database runs on a worker */
     rp_cluster *cluster;  /* --cluster-db: the sources this instance holds leases for */
+    rp_discovery *disc;   /* the databases of postgres-continuous-discovery entries */
     uint64_t cluster_rounds, cluster_failed_rounds; /* kept at close for the summary */
+    size_t disc_entries;                            /* ... and discovery's figures */
+    uint64_t disc_listings, disc_failures;
 } rp_reaper;
 
 /*-------------------------------------------------------------------------
@@ -281,18 +285,38 @@ static running *find_running(rp_reaper *r, const char *name)
     return NULL;
 }
 
-/* Whether this instance runs source d: enabled, in a selected group and, in a cluster,
- * leased to this instance. */
+/* The sources to run: the set's own, then those discovered for its discovery entries
+ * (a name defined in the set wins over a discovered one). */
+static size_t ndefs(const rp_reaper *r)
+{
+    size_t n = 0;
+    (void)rp_discovery_sources(r->disc, &n);
+    return r->set->nsources + n;
+}
+
+static const rp_source_def *def_at(const rp_reaper *r, size_t i)
+{
+    size_t n;
+    const rp_source_def *found = rp_discovery_sources(r->disc, &n);
+    return i < r->set->nsources ? &r->set->sources[i] : &found[i - r->set->nsources];
+}
+
+/* Whether source d may run here: enabled, no discovery entry, in a selected group. */
+static bool runnable(const rp_options *o, const rp_source_def *d)
+{
+    return d->is_enabled && !rp_source_def_discovers(d) && group_selected(o, d);
+}
+
+/* Whether this instance runs source d: runnable and, in a cluster, leased to it. */
 static bool wanted(const rp_reaper *r, const rp_source_def *d)
 {
-    return d->is_enabled && group_selected(r->opts, d) &&
-           (!r->cluster || rp_cluster_holds(r->cluster, d->name));
+    return runnable(r->opts, d) && (!r->cluster || rp_cluster_holds(r->cluster, d->name));
 }
 
 static const rp_source_def *find_def(const rp_reaper *r, const char *name)
 {
-    for (size_t i = 0; i < r->set->nsources; i++) {
-        const rp_source_def *d = &r->set->sources[i];
+    for (size_t i = 0, n = ndefs(r); i < n; i++) {
+        const rp_source_def *d = def_at(r, i);
         if (wanted(r, d) && strcmp(d->name, name) == 0)
             return d;
     }
@@ -322,11 +346,11 @@ static void raise_nofile(void)
                  (unsigned long long)rl.rlim_max);
 }
 
-static size_t sources_selected(const rp_reaper *r, const rp_source_set *set)
+static size_t sources_selected(const rp_reaper *r)
 {
     size_t n = 0;
-    for (size_t i = 0; i < set->nsources; i++)
-        n += set->sources[i].is_enabled && group_selected(r->opts, &set->sources[i]);
+    for (size_t i = 0, total = ndefs(r); i < total; i++)
+        n += runnable(r->opts, def_at(r, i));
     return n;
 }
 
@@ -382,8 +406,8 @@ static converged converge(rp_reaper *r)
             r->ops->update(c->src, d, r->cat);
         }
     }
-    for (size_t i = 0; i < r->set->nsources; i++) {
-        const rp_source_def *d = &r->set->sources[i];
+    for (size_t i = 0, total = ndefs(r); i < total; i++) {
+        const rp_source_def *d = def_at(r, i);
         if (!wanted(r, d) || find_running(r, d->name))
             continue;
         start_source(r, d);
@@ -398,11 +422,12 @@ static void offer_sources(rp_reaper *r)
 {
     if (!r->cluster)
         return;
-    const char **names = rp_calloc(r->set->nsources + 1, sizeof(char *));
+    size_t total = ndefs(r);
+    const char **names = rp_calloc(total + 1, sizeof(char *));
     size_t n = 0;
-    for (size_t i = 0; i < r->set->nsources; i++) {
-        const rp_source_def *d = &r->set->sources[i];
-        if (d->is_enabled && group_selected(r->opts, d))
+    for (size_t i = 0; i < total; i++) {
+        const rp_source_def *d = def_at(r, i);
+        if (runnable(r->opts, d))
             names[n++] = d->name;
     }
     rp_cluster_set_sources(r->cluster, names, n);
@@ -421,6 +446,58 @@ static void on_cluster_changed(void *arg)
                     r->live - n.removed, n.added, n.removed);
 }
 
+/* The sources to run changed: check the descriptors, offer them to the cluster, converge. */
+static converged reconverge(rp_reaper *r)
+{
+    size_t nselected = sources_selected(r);
+    check_fd_budget(r, nselected);
+    set_connect_spread(r, nselected);
+    offer_sources(r);
+    return converge(r);
+}
+
+/* A discovered source whose name the set defines too: said when discovery changes. */
+static void check_discovered_names(const rp_reaper *r)
+{
+    size_t n;
+    const rp_source_def *found = rp_discovery_sources(r->disc, &n);
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < r->set->nsources; k++) {
+            if (strcmp(found[i].name, r->set->sources[k].name) == 0)
+                rp_log_warn("discovered source \"%s\" is left out: a source of that name is "
+                            "defined in the sources",
+                            found[i].name);
+        }
+    }
+}
+
+/* The databases of a discovery entry changed. */
+static void on_discovery_changed(void *arg)
+{
+    rp_reaper *r = arg;
+    if (r->shutting_down || !r->set)
+        return;
+    check_discovered_names(r);
+    converged n = reconverge(r);
+    rp_log_info("database discovery applied: %zu sources running, %zu added, %zu removed",
+                r->live - n.removed, n.added, n.removed);
+}
+
+/* Hand the set's discovery entries (the runnable ones) to the discovery. */
+static void configure_discovery(rp_reaper *r)
+{
+    const rp_source_def **entries = rp_calloc(r->set->nsources + 1, sizeof(*entries));
+    size_t n = 0;
+    for (size_t i = 0; i < r->set->nsources; i++) {
+        const rp_source_def *d = &r->set->sources[i];
+        if (rp_source_def_discovers(d) && d->is_enabled && group_selected(r->opts, d))
+            entries[n++] = d;
+    }
+    rp_discovery_configure(r->disc, entries, n);
+    rp_discovery_refresh(r->disc);
+    rp_free(entries);
+}
+
 /* Swap in a new validated configuration and converge. */
 static void apply_config(rp_reaper *r, rp_catalog *cat, rp_source_set *set)
 {
@@ -428,11 +505,8 @@ static void apply_config(rp_reaper *r, rp_catalog *cat, rp_source_set *set)
     rp_source_set *old_set = r->set;
     r->cat = cat;
     r->set = set;
-    size_t nselected = sources_selected(r, set);
-    check_fd_budget(r, nselected);
-    set_connect_spread(r, nselected);
-    offer_sources(r);
-    converged n = converge(r);
+    configure_discovery(r);
+    converged n = reconverge(r);
     if (old_cat)
         rp_log_info("configuration applied: %zu sources running, %zu added, %zu removed, "
                     "%zu restarted",
@@ -570,6 +644,7 @@ static void reload(rp_reaper *r, const char *why)
 static void on_refresh(uv_timer_t *t)
 {
     rp_reaper *r = t->data;
+    rp_discovery_refresh(r->disc);
     if (uses_configdb(r->opts))
         reload_async(r, "configuration database polled", true);
     else if (current_fingerprint(r) != r->fingerprint)
@@ -587,6 +662,9 @@ static void begin_shutdown(rp_reaper *r, const char *signame)
     rp_log_info("received %s: shutting down", signame);
     uv_timer_stop(&r->refresh);
     uv_signal_stop(&r->sig_hup);
+    rp_discovery_stats(r->disc, &r->disc_entries, &r->disc_listings, &r->disc_failures);
+    rp_discovery_close(r->disc);
+    r->disc = NULL;
     int drain = r->opts->shutdown_timeout_s * 1000;
     for (size_t i = 0; i < r->nsrcs; i++) {
         if (r->srcs[i]->in_use)
@@ -645,6 +723,11 @@ static void log_summary(const rp_reaper *r)
         rp_log_info("summary: cluster_rounds=%llu cluster_failed_rounds=%llu",
                     (unsigned long long)r->cluster_rounds,
                     (unsigned long long)r->cluster_failed_rounds);
+    if (r->disc_entries)
+        rp_log_info("summary: discovery_entries=%zu discovery_listings=%llu "
+                    "discovery_failures=%llu",
+                    r->disc_entries, (unsigned long long)r->disc_listings,
+                    (unsigned long long)r->disc_failures);
     rp_log_info("summary: cancels=%llu connect_attempts_queued=%llu connect_queue_max=%zu",
                 (unsigned long long)t->cancels, (unsigned long long)r->admit.queued_total,
                 r->admit.max_queued);
@@ -869,6 +952,7 @@ static int init_loop(rp_reaper *r)
     }
     if (r->opts->cluster_db && open_cluster(r) < 0)
         return -EINVAL;
+    r->disc = rp_discovery_create(&r->loop, r->opts->connect_timeout_s, on_discovery_changed, r);
     r->sopts.loop = &r->loop;
     r->sopts.emit = emit_to_sinks;
     r->sopts.emit_arg = &r->sinks;

@@ -285,8 +285,7 @@ static bool is_word(const char *s)
 /* pgwatch's other source kinds (and the old names it maps to patroni). */
 static bool later_kind(const char *kind)
 {
-    static const char *const later[] = {"postgres-continuous-discovery",
-                                        "pgbouncer",
+    static const char *const later[] = {"pgbouncer",
                                         "pgpool",
                                         "patroni",
                                         "prometheus",
@@ -299,11 +298,17 @@ static bool later_kind(const char *kind)
     return false;
 }
 
+bool rp_source_def_discovers(const rp_source_def *d)
+{
+    return d->kind && strcmp(d->kind, RP_KIND_DISCOVERY) == 0;
+}
+
 static int check_kind(const rp_source_def *s, rp_diag *diag)
 {
-    if (!s->kind || !*s->kind || strcmp(s->kind, "postgres") == 0)
+    if (!s->kind || !*s->kind || strcmp(s->kind, "postgres") == 0 || rp_source_def_discovers(s))
         return 0; /* pgwatch reads an empty kind as postgres */
-    rp_diag_add(diag, &s->kind_mark, "invalid source kind \"%s\" (supported: postgres)", s->kind);
+    rp_diag_add(diag, &s->kind_mark,
+                "invalid source kind \"%s\" (supported: postgres, " RP_KIND_DISCOVERY ")", s->kind);
     return -EINVAL;
 }
 
@@ -316,7 +321,7 @@ void rp_sources_prune(rp_source_set *set, rp_diag *diag)
         if (!drop && later_kind(s->kind)) {
             diag_warn(diag, &s->kind_mark,
                       "source \"%s\" of kind \"%s\" is skipped: this version of pgreaper "
-                      "collects from kind postgres only",
+                      "collects from kinds postgres and " RP_KIND_DISCOVERY " only",
                       s->name ? s->name : "", s->kind);
             drop = true;
         }

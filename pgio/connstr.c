@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <libpq-fe.h>
+
 #include "common/mem.h"
 
 static const char MASK[] = "****";
@@ -209,5 +211,45 @@ int rp_connstr_expand_env(const char *s, char **out, char *err, size_t errlen)
         }
     }
     *out = b.data ? b.data : rp_strdup("");
+    return 0;
+}
+
+/* A key=value value: quoted, with \\ and \' escaped (libpq's conninfo rules). */
+static void put_quoted(rp_buf *b, const char *v)
+{
+    rp_buf_putc(b, '\'');
+    for (; *v; v++) {
+        if (*v == '\'' || *v == '\\')
+            rp_buf_putc(b, '\\');
+        rp_buf_putc(b, *v);
+    }
+    rp_buf_putc(b, '\'');
+}
+
+int rp_connstr_with_dbname(const char *conn_str, const char *dbname, char **out, char *err,
+                           size_t errlen)
+{
+    char *perr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conn_str, &perr);
+    if (!opts) {
+        rp_buf why = RP_BUF_INIT;
+        rp_connstr_scrub(conn_str, perr ? perr : "out of memory", &why);
+        snprintf(err, errlen, "%.*s", (int)strcspn(why.data, "\n"), why.data);
+        rp_buf_fini(&why);
+        PQfreemem(perr);
+        return -EINVAL;
+    }
+    rp_buf b = RP_BUF_INIT;
+    for (const PQconninfoOption *o = opts; o->keyword; o++) {
+        if (!o->val || !*o->val || strcmp(o->keyword, "dbname") == 0)
+            continue;
+        rp_buf_printf(&b, "%s=", o->keyword);
+        put_quoted(&b, o->val);
+        rp_buf_putc(&b, ' ');
+    }
+    rp_buf_puts(&b, "dbname=");
+    put_quoted(&b, dbname);
+    PQconninfoFree(opts);
+    *out = b.data;
     return 0;
 }

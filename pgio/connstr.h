@@ -32,4 +32,12 @@ void rp_connstr_scrub(const char *conn_str, const char *msg, rp_buf *out);
  */
 RP_NODISCARD int rp_connstr_expand_env(const char *s, char **out, char *err, size_t errlen);
 
+/*
+ * A copy of conn_str (URI or key=value form) that connects to database dbname, in
+ * key=value form (*out, caller frees): every other parameter kept as libpq parsed it.
+ * Returns 0, or -EINVAL with libpq's reason (passwords scrubbed) in err.
+ */
+RP_NODISCARD int rp_connstr_with_dbname(const char *conn_str, const char *dbname, char **out,
+                                        char *err, size_t errlen);
+
 #endif /* RP_PGIO_CONNSTR_H */

@@ -87,10 +87,11 @@ static const config_case cases[] = {
     {"a kind not supported yet: skipped with a warning", NULL,
      "- name: db1\n  conn_str: host=/tmp\n  kind: pgbouncer\n  preset_metrics: p1\n",
      "s.yaml:3:9: warning: source \"db1\" of kind \"pgbouncer\" is skipped: this version of "
-     "pgreaper collects from kind postgres only\n"},
+     "pgreaper collects from kinds postgres and postgres-continuous-discovery only\n"},
     {"invalid kind", NULL,
      "- name: db1\n  conn_str: host=/tmp\n  kind: mysql\n  preset_metrics: p1\n",
-     "s.yaml:3:9: invalid source kind \"mysql\" (supported: postgres)\n"},
+     "s.yaml:3:9: invalid source kind \"mysql\" (supported: postgres, "
+     "postgres-continuous-discovery)\n"},
     {"bad group", NULL, "- name: db1\n  conn_str: host=/tmp\n  group: a-b\n  preset_metrics: p1\n",
      "s.yaml:3:10: group \"a-b\" of source \"db1\" may contain only letters, digits and \"_\"\n"},
     {"bad bool", NULL,
@@ -149,10 +150,11 @@ static const config_case cases[] = {
      "s.yaml:14:3: warning: key \"dbname_include_pattern\" is read by pgwatch2 only; pgwatch and "
      "pgreaper ignore it\n"
      "s.yaml:7:9: warning: source \"bouncer\" of kind \"pgbouncer\" is skipped: this version of "
-     "pgreaper collects from kind postgres only\n"},
+     "pgreaper collects from kinds postgres and postgres-continuous-discovery only\n"},
     {"sources: an unknown kind is still an error", NULL,
      "- name: db1\n  kind: oracle\n  conn_str: host=/tmp\n  custom_metrics: {m1: 10}\n",
-     "s.yaml:2:9: invalid source kind \"oracle\" (supported: postgres)\n"},
+     "s.yaml:2:9: invalid source kind \"oracle\" (supported: postgres, "
+     "postgres-continuous-discovery)\n"},
     {"pgwatch legacy keys are accepted",
      "metrics:\n  m1:\n    sqls:\n      11: |-\n        select 1\n    gauges:\n      - '*'\n"
      "    is_instance_level: true\n    is_private: false\n    disabled_days: ''\n"

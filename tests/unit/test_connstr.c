@@ -3,6 +3,7 @@
  * Password masking and scrubbing in connection strings, environment expansion.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/buf.h"
 #include "common/mem.h"
@@ -49,6 +50,22 @@ int main(void)
     ok(rp_connstr_expand_env("${RP_T_HOST", &out, err, sizeof(err)) < 0, "unterminated ${");
     is_str(err, "unterminated \"${\" in environment variable reference", "unterminated message");
     ok(rp_connstr_expand_env("$", &out, err, sizeof(err)) < 0, "lone $");
+
+    ok(rp_connstr_with_dbname("postgresql://u:pw@h:5433/one?sslmode=disable", "it's", &out, err,
+                              sizeof(err)) == 0,
+       "with_dbname: URI");
+    is_str(out, "user='u' password='pw' host='h' port='5433' sslmode='disable' dbname='it\\'s'",
+           "with_dbname: every parameter kept, dbname replaced and quoted");
+    rp_free(out);
+    ok(rp_connstr_with_dbname("host=/tmp dbname=x application_name='a b'", "y\\z", &out, err,
+                              sizeof(err)) == 0,
+       "with_dbname: key=value");
+    is_str(out, "host='/tmp' application_name='a b' dbname='y\\\\z'",
+           "with_dbname: backslash escaped");
+    rp_free(out);
+    ok(rp_connstr_with_dbname("postgresql://u:s3cr%zz@h/db", "x", &out, err, sizeof(err)) < 0,
+       "with_dbname: a string libpq refuses");
+    ok(strstr(err, "s3cr") == NULL && err[0], "with_dbname: the reason, password scrubbed");
     rp_buf_fini(&b);
     return done_testing();
 }

@@ -23,6 +23,7 @@
 #include "app/cluster.h"
 #include "collect/changes.h"
 #include "collect/discovery.h"
+#include "collect/instcache.h"
 #include "collect/permetric.h"
 #include "collect/source.h"
 #include "common/hash.h"
@@ -62,14 +63,15 @@ typedef struct rp_reaper {
     rp_task task;                /* the supervisor in the goroutine profile */
     int argc;
     char **argv;
-    rp_buf metric_tables; /* the catalogue's storage names, for the PostgreSQL sink */
-    rp_admit admit;       /* connection attempts in flight, sources and sinks together */
-    uint64_t fd_warned;   /* the (needed, limit) last warned about, so it is said once */
-    uint64_t db_hash;     /* of the configuration database's text last applied */
-    uint64_t db_error;    /* hash of the last configuration-database error logged */
-    bool loading;         /* a load from the configuration database runs on a worker */
-    rp_cluster *cluster;  /* --cluster-db: the sources this instance holds leases for */
-    rp_discovery *disc;   /* the databases of postgres-continuous-discovery entries */
+    rp_buf metric_tables;    /* the catalogue's storage names, for the PostgreSQL sink */
+    rp_admit admit;          /* connection attempts in flight, sources and sinks together */
+    uint64_t fd_warned;      /* the (needed, limit) last warned about, so it is said once */
+    uint64_t db_hash;        /* of the configuration database's text last applied */
+    uint64_t db_error;       /* hash of the last configuration-database error logged */
+    bool loading;            /* a load from the configuration database runs on a worker */
+    rp_cluster *cluster;     /* --cluster-db: the sources this instance holds leases for */
+    rp_discovery *disc;      /* the databases of postgres-continuous-discovery entries */
+    rp_instcache *instcache; /* instance-level results shared by sources of one instance */
     uint64_t cluster_rounds, cluster_failed_rounds; /* kept at close for the summary */
     size_t disc_entries;                            /* ... and discovery's figures */
     uint64_t disc_listings, disc_failures;
@@ -731,6 +733,10 @@ static void log_summary(const rp_reaper *r)
     rp_log_info("summary: cancels=%llu connect_attempts_queued=%llu connect_queue_max=%zu",
                 (unsigned long long)t->cancels, (unsigned long long)r->admit.queued_total,
                 r->admit.max_queued);
+    rp_instcache_stats ic;
+    rp_instcache_get_stats(r->instcache, &ic);
+    rp_log_info("summary: instance_results_shared=%llu instance_results_stored=%llu",
+                (unsigned long long)t->shared, (unsigned long long)ic.stored);
 }
 
 static void on_sinks_closed(void *arg)
@@ -809,7 +815,8 @@ static void vars_sources(rp_reaper *r, rp_buf *b)
                   "\"values\": %llu, \"connects\": %llu, \"connect_failures\": %llu, "
                   "\"disconnects\": %llu, \"session_resets\": %llu, "
                   "\"results_over_cap\": %llu, \"fetches_discarded\": %llu, "
-                  "\"cancels\": %llu, \"connecting\": %d, \"connect_queue\": %zu, "
+                  "\"cancels\": %llu, \"instance_results_shared\": %llu, "
+                  "\"connecting\": %d, \"connect_queue\": %zu, "
                   "\"lateness_ms_hist\": [",
                   r->ops->mode, r->live, (unsigned long long)t.ticks,
                   (unsigned long long)t.skipped_ticks, (unsigned long long)t.pipelines,
@@ -819,7 +826,7 @@ static void vars_sources(rp_reaper *r, rp_buf *b)
                   (unsigned long long)t.connect_failures, (unsigned long long)t.disconnects,
                   (unsigned long long)t.session_resets, (unsigned long long)t.results_over_cap,
                   (unsigned long long)t.fetches_discarded, (unsigned long long)t.cancels,
-                  r->admit.active, r->admit.nqueued);
+                  (unsigned long long)t.shared, r->admit.active, r->admit.nqueued);
     for (int i = 0; i < 16; i++)
         rp_buf_printf(b, "%s%llu", i ? ", " : "", (unsigned long long)t.lateness_ms_hist[i]);
     rp_buf_puts(b, "]},\n");
@@ -952,6 +959,8 @@ static int init_loop(rp_reaper *r)
     }
     if (r->opts->cluster_db && open_cluster(r) < 0)
         return -EINVAL;
+    r->instcache = r->opts->no_instance_sharing ? NULL : rp_instcache_create();
+    r->sopts.instcache = r->instcache;
     r->disc = rp_discovery_create(&r->loop, r->opts->connect_timeout_s, on_discovery_changed, r);
     r->sopts.loop = &r->loop;
     r->sopts.emit = emit_to_sinks;
@@ -1030,6 +1039,7 @@ int rp_reaper_run(const rp_options *o, int argc, char **argv)
     rp_free(r.srcs);
     rp_catalog_unref(r.cat);
     rp_source_set_free(r.set);
+    rp_instcache_free(r.instcache);
     int rc = uv_loop_close(&r.loop);
     if (rc != 0)
         rp_log_error("event loop closed with open handles: %s", uv_strerror(rc));

@@ -27,6 +27,7 @@
 
 #include "collect/changes.h"
 #include "collect/diskusage.h"
+#include "collect/instcache.h"
 #include "collect/logcounts.h"
 #include "collect/native.h"
 #include "collect/scheduler.h"
@@ -92,8 +93,9 @@ typedef struct item { /* 8 bytes: a fleet keeps a first pipeline's worth per sou
 typedef struct slot {
     const rp_metric_def *def; /* borrowed from src->cat */
     int interval_s;
-    const char *sql;  /* for the server version; NULL: nothing to run */
-    uint32_t stmt_id; /* the prepared statement is rp_<stmt_id> */
+    uint32_t shared_gen; /* instance-level: the last result stored (collect/instcache.h) */
+    const char *sql;     /* for the server version; NULL: nothing to run */
+    uint32_t stmt_id;    /* the prepared statement is rp_<stmt_id> */
     bool prepared;
     bool no_sql_logged;
     bool failing;            /* last run failed (for transition logging) */
@@ -138,6 +140,7 @@ struct rp_source {
     bool is_superuser;
     char sysid[32];
     char dbname[64];
+    uint64_t inst_key;   /* joined in opts->instcache; 0: none */
     int runtime_variant; /* 0: with system identifier; 1: without (no privilege) */
     uint64_t runtime_due;
 
@@ -280,6 +283,18 @@ static void drop_rows(rp_source *src)
     rp_buf_reset(&src->arena);
 }
 
+/* Reach instance key (0: none) in the instance cache. */
+static void set_instance(rp_source *src, uint64_t key)
+{
+    if (!src->opts->instcache || key == src->inst_key)
+        return;
+    if (src->inst_key)
+        rp_instcache_leave(src->opts->instcache, src->inst_key);
+    if (key)
+        rp_instcache_join(src->opts->instcache, key);
+    src->inst_key = key;
+}
+
 /* Forget what belonged to the connection (the client finishes the PGconn itself, after
  * this, or already did: then client.conn is NULL). */
 static void disconnect(rp_source *src)
@@ -296,6 +311,7 @@ static void disconnect(rp_source *src)
         src->slots[i].shape_ok = false;
     }
     drop_rows(src);
+    set_instance(src, 0);
     src->single_set = false;
     uv_timer_stop(&src->yield_timer);
     src->cur_timeout_ms = -1;
@@ -348,6 +364,11 @@ size_t rp_source_write_rows(const rp_source_opts *opts, const rp_source_def *def
     size_t values = rp_source_write_batch(opts, def, metric, &b, t);
     rp_batch_fini(&b);
     return values;
+}
+
+static uint64_t metric_key(const slot *sl)
+{
+    return rp_instcache_metric_key(sl->def->name, sl->sql);
 }
 
 static void emit_instance_up(rp_source *src, bool up)
@@ -972,6 +993,9 @@ static void metric_rows(rp_source *src, slot *sl, const PGresult *res)
     src->stats.rows += b.nrows;
     src->stats.values +=
         rp_source_write_batch(src->opts, &src->def, sl->def, &b, sl->fetch_time_ns);
+    if (sl->def->is_instance_level && src->inst_key)
+        (void)rp_instcache_store(src->opts->instcache, src->inst_key, metric_key(sl), &b,
+                                 (int64_t)sl->interval_s * 1000000000, &sl->shared_gen);
     rp_batch_fini(&b);
 }
 
@@ -1180,6 +1204,9 @@ static void runtime_result(rp_source *src, const PGresult *res)
     snprintf(src->dbname, sizeof(src->dbname), "%s", PQgetvalue(res, 0, 2));
     src->is_superuser = PQgetvalue(res, 0, 3)[0] == 't';
     snprintf(src->sysid, sizeof(src->sysid), "%s", PQgetvalue(res, 0, 4));
+    set_instance(src, src->sysid[0] ? rp_instcache_key(src->sysid, PQhost(src->client.conn),
+                                                       PQport(src->client.conn))
+                                    : 0);
     src->plan_dirty = src->plan_dirty || changed; /* applied at the batch boundary */
 }
 
@@ -1602,6 +1629,25 @@ static void emit_native(rp_source *src, slot *sl)
     emit_row(src, sl, &row, now);
 }
 
+/* An instance-level metric that another source of the same instance fetched within this
+ * slot's interval: store that result under this source's name instead of querying. */
+static bool take_shared(rp_source *src, slot *sl)
+{
+    if (!sl->def->is_instance_level || !src->inst_key || !sl->sql || sl->changes || sl->logs ||
+        sl->disk_local)
+        return false;
+    const rp_batch *b =
+        rp_instcache_lookup(src->opts->instcache, src->inst_key, metric_key(sl), rp_clock_wall_ns(),
+                            (int64_t)sl->interval_s * 1000000000, &sl->shared_gen);
+    if (!b)
+        return false;
+    rp_batch v = *b; /* a view: the columns stay the cache's */
+    src->stats.shared++;
+    src->stats.rows += v.nrows;
+    src->stats.values += rp_source_write_batch(src->opts, &src->def, sl->def, &v, b->fetch_time_ns);
+    return true;
+}
+
 static size_t filter_due(rp_source *src, size_t ndue)
 {
     size_t k = 0;
@@ -1612,7 +1658,7 @@ static size_t filter_due(rp_source *src, size_t ndue)
         else if (src->is_local && rp_native_from_os(sl->def->code))
             emit_native(src, sl);
         else if ((sl->sql || sl->changes || sl->logs || sl->disk_local) && !sl->offender &&
-                 sl->skip_until <= now_ms(src))
+                 sl->skip_until <= now_ms(src) && !take_shared(src, sl))
             src->due[k++] = src->due[i];
     }
     return k;
@@ -1765,6 +1811,7 @@ static void free_source(rp_source *src)
         rp_source_stats_add(src->opts->retired, &src->stats);
     rp_source_closed_cb cb = src->closed_cb;
     void *arg = src->closed_arg;
+    set_instance(src, 0);
     rp_sched_fini(&src->sched);
     for (size_t i = 0; i < src->nslots; i++)
         free_slot(&src->slots[i]);

@@ -37,6 +37,8 @@ typedef struct rp_source_opts {
     int max_connecting;              /* per-metric mode's thread gate (0: no bound) */
     const uint64_t *fence;           /* NULL, or a loop-time deadline (ms): no tick runs at or
                                       * after it (a cluster lease, see app/cluster.h) */
+    struct rp_instcache *instcache;  /* NULL, or where sources of one instance share the
+                                      * results of instance-level metrics */
     int runtime_refresh_ms;          /* how often role and version are re-read */
     double interval_scale;           /* multiplies every metric interval */
     bool no_prepared;                /* global --no-prepared */
@@ -66,6 +68,8 @@ typedef struct rp_source_stats {
                                     * pipeline changed the session (collected next tick) */
     uint64_t cancels;              /* batches that went quiet past their deadline: the
                                     * running query was cancelled, the connection kept */
+    uint64_t shared;               /* instance-level results stored from another source's
+                                    * fetch of the same instance instead of a query */
     uint64_t lateness_ms_hist[16]; /* tick lateness: bucket i counts [2^(i-1), 2^i) ms */
 } rp_source_stats;
 

@@ -82,6 +82,8 @@ const rp_opt_def rp_opt_table[] = {
      "do not use prepared statements (for poolers in transaction mode)"},
     {"no-tcp-cork", "PGREAPER_NO_TCP_CORK", RP_OPT_BOOL, OFF(no_tcp_cork), 0, 0, NULL, "off",
      "do not hold TCP_CORK while a tick's pipeline is written (TCP sources only)"},
+    {"no-instance-sharing", "PGREAPER_NO_INSTANCE_SHARING", RP_OPT_BOOL, OFF(no_instance_sharing),
+     0, 0, NULL, "off", "fetch instance-level metrics from every source, not once per instance"},
     {"allow-unknown-keys", "PGREAPER_ALLOW_UNKNOWN_KEYS", RP_OPT_BOOL, OFF(allow_unknown_keys), 0,
      0, NULL, "off", "warn about unrecognized YAML keys instead of failing"},
     {"check", "PGREAPER_CHECK", RP_OPT_BOOL, OFF(check), 0, 0, NULL, "off",

@@ -45,6 +45,7 @@ typedef struct rp_options {
     double interval_scale;
     bool no_prepared;
     bool no_tcp_cork;
+    bool no_instance_sharing;
     bool allow_unknown_keys;
     bool check;
     bool help;

@@ -118,6 +118,66 @@ void rp_batch_fini(rp_batch *b)
     b->cols = NULL;
 }
 
+size_t rp_batch_copy_size(const rp_batch *src)
+{
+    size_t n = sizeof(rp_batch_copy) + src->ncols * sizeof(rp_column) +
+               src->nrows * src->ncols * sizeof(rp_cell);
+    for (size_t c = 0; c < src->ncols; c++)
+        n += strlen(src->cols[c].name) + 1;
+    for (size_t r = 0; r < src->nrows; r++) {
+        for (size_t c = 0; c < src->ncols; c++) {
+            size_t len;
+            n += rp_batch_value(src, r, c, &len) ? len + 1 : 0;
+        }
+    }
+    return n;
+}
+
+void rp_batch_copy_make(rp_batch_copy *dst, const rp_batch *src)
+{
+    memset(dst, 0, sizeof(*dst));
+    rp_buf arena = RP_BUF_INIT;
+    rp_buf_reserve(&arena, rp_batch_copy_size(src));
+    size_t *name_off = rp_calloc(src->ncols + 1, sizeof(size_t));
+    for (size_t c = 0; c < src->ncols; c++) {
+        name_off[c] = arena.len;
+        rp_buf_append(&arena, src->cols[c].name, strlen(src->cols[c].name) + 1);
+    }
+    size_t ncells = src->nrows * src->ncols;
+    dst->cells = rp_calloc(ncells ? ncells : 1, sizeof(rp_cell));
+    for (size_t i = 0; i < ncells; i++) {
+        size_t len;
+        const char *v = rp_batch_value(src, i / src->ncols, i % src->ncols, &len);
+        dst->cells[i].off = v ? (uint32_t)arena.len : RP_CELL_NULL;
+        dst->cells[i].len = (uint32_t)len;
+        if (v)
+            rp_buf_append(&arena, v, len + 1);
+    }
+    dst->arena = arena.data ? arena.data : rp_calloc(1, 1);
+    dst->b.cols = rp_calloc(src->ncols ? src->ncols : 1, sizeof(rp_column));
+    for (size_t c = 0; c < src->ncols; c++) {
+        dst->b.cols[c] = src->cols[c];
+        dst->b.cols[c].name = dst->arena + name_off[c];
+    }
+    rp_free(name_off);
+    dst->b.ncols = src->ncols;
+    dst->b.nrows = src->nrows;
+    dst->b.time_col = src->time_col;
+    dst->b.fetch_time_ns = src->fetch_time_ns;
+    dst->b.arena = dst->arena;
+    dst->b.cells = dst->cells;
+    dst->bytes =
+        sizeof(*dst) + src->ncols * sizeof(rp_column) + ncells * sizeof(rp_cell) + arena.len + 1;
+}
+
+void rp_batch_copy_fini(rp_batch_copy *c)
+{
+    rp_batch_fini(&c->b);
+    rp_free(c->arena);
+    rp_free(c->cells);
+    memset(c, 0, sizeof(*c));
+}
+
 const char *rp_batch_value(const rp_batch *b, size_t row, size_t col, size_t *len)
 {
     if (b->res) {

@@ -92,6 +92,22 @@ void rp_batch_init_values(rp_batch *b, const rp_column *cols, size_t ncols, size
                           const char *const *vals);
 void rp_batch_fini(rp_batch *b);
 
+/* An owned copy of a batch's columns and rows, for a result kept past its fetch (see
+ * collect/instcache.h). b describes the copy (cells into arena); source, metric, storage
+ * and tags are left empty for the user to fill in. */
+typedef struct rp_batch_copy {
+    rp_batch b;
+    char *arena;    /* column names and values, NUL-terminated (owned) */
+    rp_cell *cells; /* owned */
+    size_t bytes;   /* memory held by the copy */
+} rp_batch_copy;
+
+/* The bytes a copy of src would hold. */
+size_t rp_batch_copy_size(const rp_batch *src);
+/* Copy src (which stays untouched) into dst; src's total must be under 4 GiB. */
+void rp_batch_copy_make(rp_batch_copy *dst, const rp_batch *src);
+void rp_batch_copy_fini(rp_batch_copy *c);
+
 /* A value's text (NULL for SQL null) and its length. */
 const char *rp_batch_value(const rp_batch *b, size_t row, size_t col, size_t *len);
 /* The row's time in ns: epoch_ns when present and valid, else the fetch time. */

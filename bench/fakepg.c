@@ -5,7 +5,8 @@
  * refused, trust authentication, the usual ParameterStatus messages), the simple query,
  * and the extended protocol as libpq's pipeline mode sends it (Parse, Bind, Describe,
  * Execute, Close, Flush, Sync). Every query gets canned rows: pgreaper's runtime query
- * and session probe get the answers a PostgreSQL 15 primary would give, a DEALLOCATE its
+ * and session probe get the answers a PostgreSQL 15 primary would give (a system
+ * identifier of its own for each connection, as if each were another server), a DEALLOCATE its
  * tag, and any other query ROWS rows of an epoch_ns column, a tag column and INTS
  * integer columns. One libuv loop serves thousands of connections; nothing is checked,
  * nothing is stored, no error is ever sent.
@@ -43,6 +44,7 @@ typedef struct conn {
     kind unnamed, portal;
     stmt stmts[MAX_STMTS];
     int nstmts;
+    char sysid[24]; /* each connection is an instance of its own (no sharing between them) */
 } conn;
 
 static int rows_per_query = 5, int_cols = 4;
@@ -219,7 +221,7 @@ static void metric_rows(conn *c)
 
 static void execute(conn *c, kind k)
 {
-    static const char *const rt[] = {"150000", "f", "fake", "f", "7300000000000000001"};
+    const char *const rt[] = {"150000", "f", "fake", "f", c->sysid};
     static const char *const zero[] = {"0"};
     static const char *const empty[] = {""};
     nqueries++;
@@ -443,6 +445,7 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     nconns++;
+    snprintf(c->sysid, sizeof(c->sysid), "73%017lu", nconns);
     uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
 }
 

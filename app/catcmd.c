@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -279,10 +280,18 @@ static void doc_metric(const rp_catalog *cat, const rp_metric_def *m, rp_buf *ou
         rp_buf_putc(out, *p == '\n' ? ' ' : *p);
     while (out->len && out->data[out->len - 1] == ' ')
         out->data[--out->len] = '\0';
-    rp_buf_puts(out, m->description ? "\n\n- PostgreSQL:" : "- PostgreSQL:");
-    for (size_t i = 0; i < m->nsqls; i++)
+    rp_buf_puts(out, m->description ? "\n\n" : "");
+    bool console = m->nsqls && strncasecmp(m->sqls[0].sql, "show ", 5) == 0; /* a pooler's */
+    if (console)
+        rp_buf_printf(out,
+                      "- Console command: `%.*s` (sources of kind pgbouncer or pgpool)\n"
+                      "- Columns: the command's own",
+                      (int)strcspn(m->sqls[0].sql, "\n"), m->sqls[0].sql);
+    else
+        rp_buf_puts(out, "- PostgreSQL:");
+    for (size_t i = 0; i < m->nsqls && !console; i++)
         rp_buf_printf(out, "%s %d+", i ? "," : "", m->sqls[i].min_version / 10000);
-    if (m->nsqls) {
+    if (m->nsqls && !console) {
         rp_buf_printf(out, "\n- Columns (%d+): ", m->sqls[m->nsqls - 1].min_version / 10000);
         rp_catcmd_columns(m->sqls[m->nsqls - 1].sql, out);
     }

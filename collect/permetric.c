@@ -399,12 +399,18 @@ static int refresh_runtime(pm_source *s, pm_conn *c)
     pthread_mutex_unlock(&s->lock);
     if (!due)
         return 0;
-    PGresult *res = PQexec(c->conn, "select current_setting('server_version_num')::int, "
-                                    "pg_is_in_recovery()");
+    const char *console = rp_source_def_console(&s->def);
+    PGresult *res = PQexec(c->conn, console ? console
+                                            : "select current_setting('server_version_num')::int, "
+                                              "pg_is_in_recovery()");
     count_round_trip(s);
     bool ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
     pthread_mutex_lock(&s->lock);
-    if (ok) {
+    if (ok && console) {
+        s->server_version = rp_source_console_version(PQgetvalue(res, 0, 0));
+        s->in_recovery = false;
+        s->role_known = true;
+    } else if (ok) {
         bool recovery = PQgetvalue(res, 0, 1)[0] == 't';
         if (s->role_known && recovery != s->in_recovery)
             rp_log_at(RP_LOG_INFO, s->def.name, NULL, NULL, "source is now a %s",
@@ -439,8 +445,8 @@ static int current_interval(pm_worker *w)
 static int set_timeout(pm_source *s, pm_conn *c, int ms)
 {
     char v[24], q[80];
-    if (c->timeout_ms == ms)
-        return 0;
+    if (c->timeout_ms == ms || rp_source_def_console(&s->def))
+        return 0; /* a pooler's console has no settings */
     snprintf(v, sizeof(v), "%d", ms);
     snprintf(q, sizeof(q), "select set_config('statement_timeout', '%s', false)", v);
     PGresult *res = PQexec(c->conn, q);

@@ -128,7 +128,11 @@ struct rp_source {
     FILE *trace;
     int io_events;
     bool is_tcp;
-    bool is_local; /* the server runs on this host (see collect/native.h) */
+    bool is_local;       /* the server runs on this host (see collect/native.h) */
+    const char *console; /* a pooler's admin console: its version command (see
+                          * send_console); NULL for a PostgreSQL server */
+    bool pooled;         /* a pooler in transaction mode on the way: no named statements,
+                          * no session settings (see shared_session) */
     uv_timer_t tick_timer;
     uv_timer_t io_timer;
     unsigned pending_closes;
@@ -638,7 +642,7 @@ static void start_trace(rp_source *src)
 
 static void connected(rp_source *src)
 {
-    if (PQenterPipelineMode(src->client.conn) != 1) {
+    if (!src->console && PQenterPipelineMode(src->client.conn) != 1) {
         enter_backoff(src, conn_error(src));
         return;
     }
@@ -720,9 +724,19 @@ static const char *runtime_sql(int variant)
     if (variant == 0)
         return "select current_setting('server_version_num')::int, pg_is_in_recovery(), "
                "current_database(), current_setting('is_superuser') = 'on', "
-               "(select system_identifier::text from pg_control_system())";
+               "(select system_identifier::text from pg_control_system()), pg_backend_pid()";
     return "select current_setting('server_version_num')::int, pg_is_in_recovery(), "
-           "current_database(), current_setting('is_superuser') = 'on', null::text";
+           "current_database(), current_setting('is_superuser') = 'on', null::text, "
+           "pg_backend_pid()";
+}
+
+/* Whether the session may be another client's between two transactions: a pooler in
+ * transaction mode, said (--no-prepared, no_prepared) or detected. Then nothing may
+ * outlive a sync segment: unnamed statements, and statement_timeout set with is_local in
+ * the segment of each query. */
+static bool shared_session(const rp_source *src)
+{
+    return src->pooled || src->opts->no_prepared || src->def.no_prepared;
 }
 
 static int metric_timeout_ms(const rp_source *src, const slot *sl)
@@ -766,7 +780,7 @@ static const char probe_sql[] =
  * a pooler (--no-prepared): there the session is shared with other clients. */
 static bool wants_probe(const rp_source *src, const slot *sl)
 {
-    return !sl->probed && !(src->opts->no_prepared || src->def.no_prepared);
+    return !sl->probed && !shared_session(src);
 }
 
 static int send_probe(rp_source *src, size_t idx)
@@ -826,11 +840,25 @@ static int send_disk(rp_source *src, size_t idx)
     return send_sync(src);
 }
 
+/* statement_timeout for the next query only: in its sync segment, so in its transaction. */
+static int send_local_timeout(rp_source *src, int ms)
+{
+    char v[24];
+    snprintf(v, sizeof(v), "%d", ms);
+    const char *params[1] = {v};
+    add_item(src, ITEM_SET_TIMEOUT, -1);
+    return PQsendQueryParams(src->client.conn, "select set_config('statement_timeout', $1, true)",
+                             1, NULL, params, NULL, NULL, 0)
+               ? 0
+               : -EIO;
+}
+
 static int send_metric(rp_source *src, size_t idx)
 {
     slot *sl = &src->slots[idx];
     int ms = metric_timeout_ms(src, sl);
-    if (ms != src->cur_timeout_ms && send_timeout(src, ms) < 0)
+    if (shared_session(src) ? send_local_timeout(src, ms) < 0
+                            : ms != src->cur_timeout_ms && send_timeout(src, ms) < 0)
         return -EIO;
     if (sl->def->code == RP_CODE_CHANGE_EVENTS)
         return send_changes(src, idx);
@@ -838,7 +866,7 @@ static int send_metric(rp_source *src, size_t idx)
         return send_logs(src, idx);
     if (sl->disk_local)
         return send_disk(src, idx);
-    bool prepared = !(src->opts->no_prepared || src->def.no_prepared);
+    bool prepared = !shared_session(src);
     char name[16];
     stmt_name(sl, name);
     if (prepared && !sl->prepared) {
@@ -879,9 +907,61 @@ static void cork(rp_source *src, int on)
         (void)setsockopt(PQsocket(src->client.conn), IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
 }
 
+/* The current item of a console batch, with the simple protocol. */
+static int send_console_item(rp_source *src)
+{
+    const item *it = &src->items[src->cur_item];
+    const char *sql = src->console;
+    if (it->kind == ITEM_QUERY) {
+        slot *sl = &src->slots[it->slot];
+        sql = sl->sql;
+        sl->fetch_time_ns = rp_clock_wall_ns();
+        src->stats.queries++;
+    }
+    src->stats.pipelines++;
+    return PQsendQuery(src->client.conn, sql) == 1 ? 0 : -EIO;
+}
+
+/* A pooler's admin console (PgBouncer, Pgpool-II) takes neither the extended protocol
+ * nor pipelines nor session settings: the batch is the same list of items, sent one
+ * command at a time; drain_results sends the next when one is complete. Metrics computed
+ * from several queries or from files are not for consoles and are left out. */
+static void send_console(rp_source *src, const size_t *due, size_t ndue, bool runtime)
+{
+    set_state(src, RP_SOURCE_BUSY);
+    src->nitems = src->cur_item = 0;
+    src->null_streak = 0;
+    if (runtime) {
+        add_item(src, ITEM_RUNTIME, -1);
+        src->runtime_due = now_ms(src) + (uint64_t)src->opts->runtime_refresh_ms;
+    }
+    for (size_t i = 0; i < ndue; i++) {
+        const slot *sl = &src->slots[due[i]];
+        if (sl->sql && !sl->changes && !sl->logs && !sl->disk_local)
+            add_item(src, ITEM_QUERY, (int)due[i]);
+    }
+    if (src->nitems == 0) {
+        enter_ready(src);
+        return;
+    }
+    src->quiet_ms = src->opts->statement_timeout_ms + src->opts->connect_timeout_ms;
+    src->last_progress = now_ms(src);
+    src->cancel_sent = false;
+    arm_deadline(src, (uint64_t)src->quiet_ms);
+    int f = send_console_item(src) < 0 ? -1 : PQflush(src->client.conn);
+    if (f < 0)
+        enter_backoff(src, conn_error(src));
+    else if (watch(src, f == 1 ? UV_READABLE | UV_WRITABLE : UV_READABLE) < 0)
+        enter_backoff(src, "could not watch the connection's socket");
+}
+
 /* Queue the runtime query (when asked) and every due metric as one pipeline, flush. */
 static void send_pipeline(rp_source *src, const size_t *due, size_t ndue, bool runtime)
 {
+    if (src->console) {
+        send_console(src, due, ndue, runtime);
+        return;
+    }
     set_state(src, RP_SOURCE_BUSY);
     src->nitems = src->cur_item = 0;
     src->null_streak = 0;
@@ -954,6 +1034,25 @@ static void metric_unavailable(rp_source *src, slot *sl, const char *msg, const 
     sl->failing = true;
 }
 
+/* The session may be another client's between transactions: a pooler (PgBouncer,
+ * Pgcat, ...) is on the way. Fall back to what works there, and say why once. Whether
+ * the session is now taken as shared (so that a failure it causes is explained). */
+static bool session_is_shared(rp_source *src, const char *why)
+{
+    if (src->pooled)
+        return true;
+    if (shared_session(src))
+        return false;
+    src->pooled = true;
+    rp_log_at(RP_LOG_WARN, src->def.name, NULL, NULL,
+              "%s: a pooler is between pgreaper and the server, and its sessions may be other "
+              "clients' between transactions; from now on this source sends unnamed statements "
+              "and sets statement_timeout within each query's transaction (set no_prepared: "
+              "true to start that way)",
+              why);
+    return true;
+}
+
 static void metric_failed(rp_source *src, slot *sl, const PGresult *res)
 {
     src->stats.fetch_errors++;
@@ -961,8 +1060,14 @@ static void metric_failed(rp_source *src, slot *sl, const PGresult *res)
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     uint64_t h = rp_hash_str(RP_HASH_INIT, msg);
     uint64_t now = now_ms(src);
-    if (state && strcmp(state, "26000") == 0)
-        sl->prepared = false; /* someone deallocated it: prepare it again next time */
+    if (state && strcmp(state, "26000") == 0) {
+        sl->prepared = false; /* gone: prepare it again next time */
+        if (session_is_shared(src, "a statement prepared on this connection is gone"))
+            return; /* explained once, counted */
+    }
+    if (state && strcmp(state, "42P05") == 0 && sl->prepared &&
+        session_is_shared(src, "a statement name of this connection is taken already"))
+        return;
     if (rp_source_error_unavailable(state)) {
         metric_unavailable(src, sl, msg, state, h);
         return;
@@ -1181,8 +1286,31 @@ static void probe_result(rp_source *src, slot *sl, const PGresult *res)
     offender(src, sl, what);
 }
 
+int rp_source_console_version(const char *text)
+{
+    const char *v = text + strcspn(text, "0123456789");
+    int major = 0, minor = 0, patch = 0;
+    (void)sscanf(v, "%d.%d.%d", &major, &minor, &patch);
+    return major * 10000 + minor * 100 + patch;
+}
+
+static void console_runtime_result(rp_source *src, const PGresult *res)
+{
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) < 1 || PQnfields(res) < 1)
+        return;
+    int version = rp_source_console_version(PQgetvalue(res, 0, 0));
+    src->plan_dirty = src->plan_dirty || !src->role_known || version != src->server_version;
+    src->server_version = version;
+    src->in_recovery = false;
+    src->role_known = true;
+}
+
 static void runtime_result(rp_source *src, const PGresult *res)
 {
+    if (src->console) {
+        console_runtime_result(src, res);
+        return;
+    }
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         if (src->runtime_variant == 0 && state && strcmp(state, "42501") == 0) {
@@ -1204,6 +1332,10 @@ static void runtime_result(rp_source *src, const PGresult *res)
     snprintf(src->dbname, sizeof(src->dbname), "%s", PQgetvalue(res, 0, 2));
     src->is_superuser = PQgetvalue(res, 0, 3)[0] == 't';
     snprintf(src->sysid, sizeof(src->sysid), "%s", PQgetvalue(res, 0, 4));
+    int pid = PQnfields(res) > 5 ? atoi(PQgetvalue(res, 0, 5)) : 0;
+    if (pid && PQbackendPID(src->client.conn) && pid != PQbackendPID(src->client.conn))
+        (void)session_is_shared(src, "the server process differs from the one the connection "
+                                     "announced");
     set_instance(src, src->sysid[0] ? rp_instcache_key(src->sysid, PQhost(src->client.conn),
                                                        PQport(src->client.conn))
                                     : 0);
@@ -1377,6 +1509,8 @@ static int drain_results(rp_source *src)
                 next_item(src);
             else if (++src->null_streak > 2)
                 return -EPROTO;
+            if (src->console && src->cur_item < src->nitems && send_console_item(src) < 0)
+                return -EIO;
             continue;
         }
         src->null_streak = 0;
@@ -1424,11 +1558,14 @@ static void batch_done(rp_source *src)
         src->was_connected = true;
         rp_pgclient_settled(&src->client);
         char version[16];
-        rp_log_at(RP_LOG_INFO, src->def.name, NULL, NULL,
-                  "%s to source (PostgreSQL %s, %s, %zu metrics)",
+        rp_log_at(RP_LOG_INFO, src->def.name, NULL, NULL, "%s to source (%s %s, %s, %zu metrics)",
                   src->down_logged ? "reconnected" : "connected",
+                  src->console ? src->def.kind : "PostgreSQL",
                   rp_pgconn_version_str(src->server_version, version, sizeof(version)),
-                  src->in_recovery ? "standby" : "primary", src->nslots);
+                  src->console       ? "admin console"
+                  : src->in_recovery ? "standby"
+                                     : "primary",
+                  src->nslots);
         src->down_logged = false;
         emit_instance_up(src, true);
     }
@@ -1465,6 +1602,10 @@ static void pump(rp_source *src)
     int rc = drain_results(src);
     if (rc < 0) {
         enter_backoff(src, rc == -EPROTO ? "unexpected result order in pipeline" : conn_error(src));
+        return;
+    }
+    if (src->console && rc != 1 && (f = PQflush(src->client.conn)) < 0) { /* the next command */
+        enter_backoff(src, conn_error(src));
         return;
     }
     if (rc == 1) {
@@ -1749,6 +1890,7 @@ rp_source *rp_source_create(const rp_source_opts *opts, const rp_source_def *def
     rp_connstr_mask(def->conn_str, &m);
     src->masked_conn = m.data ? m.data : rp_strdup("");
     src->cur_timeout_ms = -1;
+    src->console = rp_source_def_console(&src->def);
     rp_task_register(&src->task, "source", def->name, NULL);
     rp_task_set_state(&src->task, state_names[src->state]);
     rp_sched_init(&src->sched);

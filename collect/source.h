@@ -115,6 +115,10 @@ void rp_source_stats_add(rp_source_stats *to, const rp_source_stats *from);
  * metric is logged once and left out for a while instead of failing every interval. */
 bool rp_source_error_unavailable(const char *sqlstate);
 
+/* A pooler console's version text ("PgBouncer 1.18.0 ...", "4.3.5 (tamahomeboshi)") in
+ * server_version_num units (1.18.0 -> 11800), by which metrics choose their SQL. */
+int rp_source_console_version(const char *text);
+
 /* The caps on a result of metric def (its own keys, else the flags' values). */
 void rp_source_result_caps(const rp_source_opts *opts, const rp_metric_def *def, uint64_t *rows,
                            uint64_t *bytes);

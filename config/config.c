@@ -285,11 +285,7 @@ static bool is_word(const char *s)
 /* pgwatch's other source kinds (and the old names it maps to patroni). */
 static bool later_kind(const char *kind)
 {
-    static const char *const later[] = {"pgbouncer",
-                                        "pgpool",
-                                        "patroni",
-                                        "prometheus",
-                                        "patroni-continuous-discovery",
+    static const char *const later[] = {"patroni", "prometheus", "patroni-continuous-discovery",
                                         "patroni-namespace-discovery"};
     for (size_t i = 0; kind && i < RP_ARRAY_LEN(later); i++) {
         if (strcmp(kind, later[i]) == 0)
@@ -303,12 +299,22 @@ bool rp_source_def_discovers(const rp_source_def *d)
     return d->kind && strcmp(d->kind, RP_KIND_DISCOVERY) == 0;
 }
 
+const char *rp_source_def_console(const rp_source_def *d)
+{
+    if (d->kind && strcmp(d->kind, "pgbouncer") == 0)
+        return "SHOW VERSION";
+    if (d->kind && strcmp(d->kind, "pgpool") == 0)
+        return "SHOW POOL_VERSION";
+    return NULL;
+}
+
 static int check_kind(const rp_source_def *s, rp_diag *diag)
 {
-    if (!s->kind || !*s->kind || strcmp(s->kind, "postgres") == 0 || rp_source_def_discovers(s))
+    if (!s->kind || !*s->kind || strcmp(s->kind, "postgres") == 0 || rp_source_def_discovers(s) ||
+        rp_source_def_console(s))
         return 0; /* pgwatch reads an empty kind as postgres */
-    rp_diag_add(diag, &s->kind_mark,
-                "invalid source kind \"%s\" (supported: postgres, " RP_KIND_DISCOVERY ")", s->kind);
+    rp_diag_add(diag, &s->kind_mark, "invalid source kind \"%s\" (supported: " RP_KINDS ")",
+                s->kind);
     return -EINVAL;
 }
 
@@ -321,7 +327,7 @@ void rp_sources_prune(rp_source_set *set, rp_diag *diag)
         if (!drop && later_kind(s->kind)) {
             diag_warn(diag, &s->kind_mark,
                       "source \"%s\" of kind \"%s\" is skipped: this version of pgreaper "
-                      "collects from kinds postgres and " RP_KIND_DISCOVERY " only",
+                      "collects from kinds " RP_KINDS " only",
                       s->name ? s->name : "", s->kind);
             drop = true;
         }

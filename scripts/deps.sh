@@ -7,7 +7,7 @@ pkgs=(meson ninja-build pkg-config gcc libc6-dev python3 libuv1-dev libpq-dev li
       zlib1g-dev libprotobuf-c-dev protobuf-c-compiler libunwind-dev postgresql-15
       postgresql-client-15)
 if [ "${1:-}" = "--test" ]; then
-    pkgs+=(valgrind clang-format golang-go python3-yaml iproute2)
+    pkgs+=(valgrind clang-format golang-go python3-yaml iproute2 pgbouncer pgpool2)
 fi
 
 missing=()

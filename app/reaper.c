@@ -21,6 +21,7 @@
 #include <uv.h>
 
 #include "app/cluster.h"
+#include "app/confwatch.h"
 #include "collect/changes.h"
 #include "collect/discovery.h"
 #include "collect/instcache.h"
@@ -69,10 +70,13 @@ typedef struct rp_reaper {
     uint64_t db_hash;        /* of the configuration database's text last applied */
     uint64_t db_error;       /* hash of the last configuration-database error logged */
     bool loading;            /* a load from the configuration database runs on a worker */
+    bool load_again;         /* ... and a change was announced meanwhile */
+    rp_confwatch *watch[2];  /* LISTEN for changes of the configuration database(s) */
     rp_cluster *cluster;     /* --cluster-db: the sources this instance holds leases for */
     rp_discovery *disc;      /* the databases of postgres-continuous-discovery entries */
     rp_instcache *instcache; /* instance-level results shared by sources of one instance */
     uint64_t cluster_rounds, cluster_failed_rounds; /* kept at close for the summary */
+    bool cluster_settled;                           /* the first leases were applied */
     size_t disc_entries;                            /* ... and discovery's figures */
     uint64_t disc_listings, disc_failures;
 } rp_reaper;
@@ -442,7 +446,12 @@ static void on_cluster_changed(void *arg)
     rp_reaper *r = arg;
     if (r->shutting_down || !r->set)
         return;
+    /* After the first round, sources arrive from an instance that died, was cut off or
+     * gave them up: collect them at once, not at their phase, to keep the gap short. */
+    r->sopts.start_at_once = r->cluster_settled;
+    r->cluster_settled = true;
     converged n = converge(r);
+    r->sopts.start_at_once = false;
     if (n.added || n.removed)
         rp_log_info("cluster: %zu sources running here, %zu taken, %zu given up",
                     r->live - n.removed, n.added, n.removed);
@@ -532,6 +541,10 @@ static void log_diag(rp_log_level level, const rp_diag *d)
     }
 }
 
+#define RELOAD_NOTIFIED "configuration database changed"
+
+static void reload_async(rp_reaper *r, const char *why, bool quiet_if_same);
+
 /* A load from a configuration database, run on a worker thread: the loop never waits
  * for a connection or a query. */
 typedef struct load_job {
@@ -594,12 +607,18 @@ static void load_done(uv_work_t *w, int status)
     }
     rp_diag_fini(&j->diag);
     rp_free(j);
+    if (r->load_again && !r->shutting_down) {
+        r->load_again = false;
+        reload_async(r, RELOAD_NOTIFIED, true);
+    }
 }
 
 static void reload_async(rp_reaper *r, const char *why, bool quiet_if_same)
 {
-    if (r->loading)
-        return; /* the one running reads the latest anyway */
+    if (r->loading) { /* it may have read before the change: read again after it */
+        r->load_again = r->load_again || strcmp(why, RELOAD_NOTIFIED) == 0;
+        return;
+    }
     load_job *j = rp_calloc(1, sizeof(*j));
     j->r = r;
     j->why = why;
@@ -611,6 +630,35 @@ static void reload_async(rp_reaper *r, const char *why, bool quiet_if_same)
         return;
     }
     r->loading = true;
+}
+
+static void on_config_notified(void *arg)
+{
+    rp_reaper *r = arg;
+    if (!r->shutting_down)
+        reload_async(r, RELOAD_NOTIFIED, true);
+}
+
+/* A watcher per configuration database: the tables of each are pgwatch's. */
+static void open_config_watch(rp_reaper *r)
+{
+    const rp_options *o = r->opts;
+    bool src = rp_configdb_is_uri(o->sources), met = rp_configdb_is_uri(o->metrics);
+    bool same = src && met && strcmp(o->sources, o->metrics) == 0;
+    const char *uris[2] = {src ? o->sources : NULL, met && !same ? o->metrics : NULL};
+    const char *tables[2] = {same ? "pgwatch.source,pgwatch.metric,pgwatch.preset"
+                                  : "pgwatch.source",
+                             "pgwatch.metric,pgwatch.preset"};
+    if (!src && met)
+        uris[0] = o->metrics, tables[0] = tables[1], uris[1] = NULL;
+    for (int i = 0; i < 2; i++) {
+        rp_confwatch_opts wo = {.uri = uris[i],
+                                .tables = o->config_triggers ? tables[i] : NULL,
+                                .connect_timeout_ms = o->connect_timeout_s * 1000,
+                                .admit = &r->admit};
+        if (uris[i] && rp_confwatch_open(&r->loop, &wo, on_config_notified, r, &r->watch[i]) < 0)
+            r->watch[i] = NULL;
+    }
 }
 
 static void reload(rp_reaper *r, const char *why)
@@ -664,6 +712,10 @@ static void begin_shutdown(rp_reaper *r, const char *signame)
     rp_log_info("received %s: shutting down", signame);
     uv_timer_stop(&r->refresh);
     uv_signal_stop(&r->sig_hup);
+    for (int i = 0; i < 2; i++) {
+        rp_confwatch_close(r->watch[i]);
+        r->watch[i] = NULL;
+    }
     rp_discovery_stats(r->disc, &r->disc_entries, &r->disc_listings, &r->disc_failures);
     rp_discovery_close(r->disc);
     r->disc = NULL;
@@ -959,6 +1011,7 @@ static int init_loop(rp_reaper *r)
     }
     if (r->opts->cluster_db && open_cluster(r) < 0)
         return -EINVAL;
+    open_config_watch(r);
     r->instcache = r->opts->no_instance_sharing ? NULL : rp_instcache_create();
     r->sopts.instcache = r->instcache;
     r->disc = rp_discovery_create(&r->loop, r->opts->connect_timeout_s, on_discovery_changed, r);

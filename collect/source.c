@@ -536,8 +536,9 @@ static bool rebuild_plan(rp_source *src)
         keys[i] = sl->def->name;
         ivs[i] = (int64_t)sl->interval_s * 1000;
     }
-    rp_sched_set(&src->sched, (int64_t)now_ms(src), rp_sched_phase_for(src->def.name), keys, ivs,
-                 n);
+    /* The phase only matters for the first call, which anchors the grid (at create). */
+    int64_t phase = src->opts->start_at_once ? 0 : rp_sched_phase_for(src->def.name);
+    rp_sched_set(&src->sched, (int64_t)now_ms(src), phase, keys, ivs, n);
     rp_free(keys);
     rp_free(ivs);
     collect_stale(src, old, nold);
@@ -1916,8 +1917,9 @@ void rp_source_start(rp_source *src)
         return;
     set_state(src, RP_SOURCE_OFFLINE);
     /* A fleet started at once spreads its first attempts (stable per name). */
-    uint64_t spread =
-        (uint64_t)(src->opts->connect_spread_ms > 0 ? src->opts->connect_spread_ms : 0);
+    uint64_t spread = (uint64_t)(src->opts->connect_spread_ms > 0 && !src->opts->start_at_once
+                                     ? src->opts->connect_spread_ms
+                                     : 0);
     uint64_t delay = spread ? rp_hash_str(RP_HASH_INIT ^ 0x5eed, src->def.name) % spread : 0;
     rp_pgclient_connect_after(&src->client, delay);
 }

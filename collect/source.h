@@ -34,6 +34,10 @@ typedef struct rp_source_opts {
                                       * batch may stay silent past its statement timeout */
     struct rp_admit *admit;          /* NULL, or the gate every connection attempt passes */
     int connect_spread_ms;           /* first connections start within this window */
+    bool start_at_once;              /* read by create and start only: the source skips the
+                                      * spread and its schedule's phase, so its first fetch
+                                      * runs as soon as it is connected (a source taken over
+                                      * from another instance, see app/cluster.h) */
     int max_connecting;              /* per-metric mode's thread gate (0: no bound) */
     const uint64_t *fence;           /* NULL, or a loop-time deadline (ms): no tick runs at or
                                       * after it (a cluster lease, see app/cluster.h) */

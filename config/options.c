@@ -82,6 +82,8 @@ const rp_opt_def rp_opt_table[] = {
      "do not use prepared statements (for poolers in transaction mode)"},
     {"no-tcp-cork", "PGREAPER_NO_TCP_CORK", RP_OPT_BOOL, OFF(no_tcp_cork), 0, 0, NULL, "off",
      "do not hold TCP_CORK while a tick's pipeline is written (TCP sources only)"},
+    {"config-triggers", "PGREAPER_CONFIG_TRIGGERS", RP_OPT_BOOL, OFF(config_triggers), 0, 0, NULL,
+     "off", "create triggers in the configuration database that announce its changes"},
     {"no-instance-sharing", "PGREAPER_NO_INSTANCE_SHARING", RP_OPT_BOOL, OFF(no_instance_sharing),
      0, 0, NULL, "off", "fetch instance-level metrics from every source, not once per instance"},
     {"allow-unknown-keys", "PGREAPER_ALLOW_UNKNOWN_KEYS", RP_OPT_BOOL, OFF(allow_unknown_keys), 0,

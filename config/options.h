@@ -46,6 +46,7 @@ typedef struct rp_options {
     bool no_prepared;
     bool no_tcp_cork;
     bool no_instance_sharing;
+    bool config_triggers;
     bool allow_unknown_keys;
     bool check;
     bool help;

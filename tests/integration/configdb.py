@@ -2,7 +2,8 @@
 postgresql:// URIs read tables pgwatch.source, pgwatch.metric and pgwatch.preset (the
 columns pgwatch's schema has). Rows added or edited are applied within --refresh; a row
 that does not validate and a configuration database that is down keep the running
-configuration, with one message each."""
+configuration, with one message each. With --config-triggers a change is announced on
+LISTEN/NOTIFY and applied at once, without waiting for a poll."""
 import os
 import sys
 import time
@@ -86,7 +87,8 @@ def main():
     pg.psql("update pgwatch.source set config = '{\"dbname\": 1}' where name = 'two'",
             db='config')
     t.ok(r.wait_log('configuration database read again', 15), 'a fixed row is read again')
-    pg.psql("alter database config rename to config_gone")
+    pg.psql("alter database config allow_connections false")
+    pg.psql("select pg_terminate_backend(pid) from pg_stat_activity where datname = 'config'")
     t.ok(r.wait_log('could not connect to the configuration database', 15),
          'configuration database unreachable: logged', r.log())
     time.sleep(1.5)
@@ -96,13 +98,52 @@ def main():
           'said once, not at every poll')
     n = len(r.batches('ping'))
     t.ok(r.wait_batches('ping', count=n + 2, timeout=10), 'collection goes on meanwhile')
-    pg.psql("alter database config_gone rename to config")
+    pg.psql("alter database config allow_connections true")
     t.ok(r.wait_log('configuration database read again', 15), 'recovery logged', r.log())
 
     # SIGHUP reads at once (a source removed).
     pg.psql("delete from pgwatch.source where name = 'two'", db='config')
     r.send(1)
     t.ok(r.wait_log('1 removed', 10), 'SIGHUP applies a removal', r.log())
+    t.is_(r.stop(), 0, 'clean exit')
+
+    # Without polling: --config-triggers announces every change on LISTEN/NOTIFY.
+    pg.psql("update pgwatch.source set preset_config = 'tiny', config = null where name = 'one'",
+            db='config')
+    r = Reaper(sys.argv[1], '', args=['--refresh', '600', '--config-triggers'])
+    r.args += ['--sources', uri, '--metrics', uri]
+    r.sources = r.metrics = None
+    first_argv = r.argv
+
+    def argv2():
+        a = first_argv()
+        i = a.index('--sources')
+        del a[i:i + 2]  # the placeholder file Reaper writes
+        return a
+    r.argv = argv2
+    r.start()
+    t.ok(r.wait_batches('ping', count=1), 'started from the configuration database', r.log())
+    time.sleep(1)
+    pg.psql("insert into pgwatch.source (name, connstr, preset_config, config) values "
+            "('three', '%s', null, '{\"dbname\": 1}')" % target, db='config')
+    t0 = time.time()
+    t.ok(r.wait_log('reloading configuration (configuration database changed)', 5),
+         'a row added is applied at once, not at the next poll', r.log())
+    t.ok(time.time() - t0 < 3, 'within %.1f s' % (time.time() - t0))
+    out = pg.psql("select count(*) from pg_trigger where tgname = 'pgreaper_config_changed'",
+                  db='config')
+    t.is_(out.strip(), '3', 'a trigger on each of source, metric and preset')
+    pg.psql("update pgwatch.preset set metrics = '{\"ping\": 2}' where name = 'tiny'",
+            db='config')
+    t.ok(r.wait_log('reloading configuration (configuration database changed)', 5, count=2),
+         'a preset edited: applied at once', r.log())
+    # Anyone may announce a change; the listening connection comes back after a loss.
+    pg.psql("select pg_terminate_backend(pid) from pg_stat_activity "
+            "where application_name = 'pgreaper-config'", db='config')
+    t.ok(r.wait_log('listening for changes again', 10), 'the LISTEN connection comes back',
+         r.log())
+    pg.psql("delete from pgwatch.source where name = 'three'", db='config')
+    t.ok(r.wait_log('1 removed', 5), 'and changes are announced again', r.log())
     t.is_(r.stop(), 0, 'clean exit')
 
     # --check reads the database too and reports a bad row by name.

@@ -24,8 +24,10 @@
 #include "app/confwatch.h"
 #include "collect/changes.h"
 #include "collect/discovery.h"
+#include "collect/httpget.h"
 #include "collect/instcache.h"
 #include "collect/permetric.h"
+#include "collect/promsource.h"
 #include "collect/source.h"
 #include "common/hash.h"
 #include "common/log.h"
@@ -38,7 +40,8 @@
 #include "sinks/sink.h"
 
 typedef struct running {
-    void *src; /* created by the reaper's collector ops */
+    void *src;                   /* created by ops */
+    const rp_collector_ops *ops; /* the reaper's (batch or per-metric), or the kind's */
     struct rp_reaper *owner;
     bool stopping;
     bool in_use;
@@ -74,6 +77,7 @@ typedef struct rp_reaper {
     rp_confwatch *watch[2];  /* LISTEN for changes of the configuration database(s) */
     rp_cluster *cluster;     /* --cluster-db: the sources this instance holds leases for */
     rp_discovery *disc;      /* the databases of postgres-continuous-discovery entries */
+    rp_httpget *scraper;     /* HTTP for sources of kind prometheus */
     rp_instcache *instcache; /* instance-level results shared by sources of one instance */
     uint64_t cluster_rounds, cluster_failed_rounds; /* kept at close for the summary */
     bool cluster_settled;                           /* the first leases were applied */
@@ -91,7 +95,7 @@ static void check_conn_strs(const rp_source_set *set, rp_diag *diag)
     for (size_t i = 0; i < set->nsources; i++) {
         const rp_source_def *s = &set->sources[i];
         char err[512];
-        if (s->conn_str && *s->conn_str &&
+        if (s->conn_str && *s->conn_str && !rp_source_def_scrapes(s) &&
             rp_source_check_conn_str(s->conn_str, err, sizeof(err)) < 0)
             rp_diag_add(diag, &s->conn_str_mark, "source \"%s\": invalid conn_str: %s", s->name,
                         err);
@@ -259,7 +263,7 @@ static void stop_source(rp_reaper *r, running *cell, int drain_ms)
     if (cell->stopping)
         return;
     cell->stopping = true;
-    r->ops->stop(cell->src, drain_ms, on_source_closed, cell);
+    cell->ops->stop(cell->src, drain_ms, on_source_closed, cell);
 }
 
 static void start_source(rp_reaper *r, const rp_source_def *def)
@@ -276,16 +280,17 @@ static void start_source(rp_reaper *r, const rp_source_def *def)
     cell->owner = r;
     cell->in_use = true;
     cell->stopping = false;
-    cell->src = r->ops->create(&r->sopts, def, r->cat);
+    cell->ops = rp_source_def_scrapes(def) ? &rp_promsource_ops : r->ops;
+    cell->src = cell->ops->create(&r->sopts, def, r->cat);
     r->live++;
-    r->ops->start(cell->src);
+    cell->ops->start(cell->src);
 }
 
 static running *find_running(rp_reaper *r, const char *name)
 {
     for (size_t i = 0; i < r->nsrcs; i++) {
         running *c = r->srcs[i];
-        if (c->in_use && !c->stopping && strcmp(r->ops->name(c->src), name) == 0)
+        if (c->in_use && !c->stopping && strcmp(c->ops->name(c->src), name) == 0)
             return c;
     }
     return NULL;
@@ -401,15 +406,15 @@ static converged converge(rp_reaper *r)
         running *c = r->srcs[i];
         if (!c->in_use || c->stopping)
             continue;
-        const rp_source_def *d = find_def(r, r->ops->name(c->src));
+        const rp_source_def *d = find_def(r, c->ops->name(c->src));
         if (!d) {
             stop_source(r, c, drain);
             n.removed++;
-        } else if (!rp_source_def_same_connection(r->ops->def_of(c->src), d)) {
+        } else if (!rp_source_def_same_connection(c->ops->def_of(c->src), d)) {
             stop_source(r, c, drain);
             n.restarted++;
         } else {
-            r->ops->update(c->src, d, r->cat);
+            c->ops->update(c->src, d, r->cat);
         }
     }
     for (size_t i = 0, total = ndefs(r); i < total; i++) {
@@ -827,6 +832,8 @@ static void shutdown_finish(rp_reaper *r)
 static void close_sinks(rp_reaper *r)
 {
     (void)rp_sinks_flush(&r->sinks);
+    rp_httpget_close(r->scraper); /* every source stopped: nothing in flight */
+    r->scraper = NULL;
     if (r->http)
         rp_http_close(r->http, NULL, NULL);
     r->http = NULL;
@@ -848,14 +855,14 @@ static void vars_sources(rp_reaper *r, rp_buf *b)
         const running *cell = r->srcs[i];
         if (!cell->in_use || !cell->src)
             continue;
-        const rp_source_stats *s = r->ops->stats(cell->src);
+        const rp_source_stats *s = cell->ops->stats(cell->src);
         rp_source_stats_add(&t, s);
         rp_buf_puts(b, sep);
-        rp_buf_json_str(b, r->ops->name(cell->src), strlen(r->ops->name(cell->src)));
+        rp_buf_json_str(b, cell->ops->name(cell->src), strlen(cell->ops->name(cell->src)));
         rp_buf_printf(b,
                       ": {\"state\": \"%s\", \"ticks\": %llu, \"fetches_ok\": %llu, "
                       "\"fetch_errors\": %llu, \"rows\": %llu}",
-                      r->ops->state(cell->src), (unsigned long long)s->ticks,
+                      cell->ops->state(cell->src), (unsigned long long)s->ticks,
                       (unsigned long long)s->fetches_ok, (unsigned long long)s->fetch_errors,
                       (unsigned long long)s->rows);
         sep = ", ";
@@ -1012,6 +1019,8 @@ static int init_loop(rp_reaper *r)
     if (r->opts->cluster_db && open_cluster(r) < 0)
         return -EINVAL;
     open_config_watch(r);
+    r->scraper = rp_httpget_create(&r->loop);
+    r->sopts.http = r->scraper;
     r->instcache = r->opts->no_instance_sharing ? NULL : rp_instcache_create();
     r->sopts.instcache = r->instcache;
     r->disc = rp_discovery_create(&r->loop, r->opts->connect_timeout_s, on_discovery_changed, r);

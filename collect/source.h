@@ -43,6 +43,7 @@ typedef struct rp_source_opts {
                                       * after it (a cluster lease, see app/cluster.h) */
     struct rp_instcache *instcache;  /* NULL, or where sources of one instance share the
                                       * results of instance-level metrics */
+    struct rp_httpget *http;         /* HTTP on the loop, for sources of kind prometheus */
     int runtime_refresh_ms;          /* how often role and version are re-read */
     double interval_scale;           /* multiplies every metric interval */
     bool no_prepared;                /* global --no-prepared */

@@ -285,7 +285,7 @@ static bool is_word(const char *s)
 /* pgwatch's other source kinds (and the old names it maps to patroni). */
 static bool later_kind(const char *kind)
 {
-    static const char *const later[] = {"patroni", "prometheus", "patroni-continuous-discovery",
+    static const char *const later[] = {"patroni", "patroni-continuous-discovery",
                                         "patroni-namespace-discovery"};
     for (size_t i = 0; kind && i < RP_ARRAY_LEN(later); i++) {
         if (strcmp(kind, later[i]) == 0)
@@ -308,11 +308,27 @@ const char *rp_source_def_console(const rp_source_def *d)
     return NULL;
 }
 
+bool rp_source_def_scrapes(const rp_source_def *d)
+{
+    return d->kind && strcmp(d->kind, "prometheus") == 0;
+}
+
 static int check_kind(const rp_source_def *s, rp_diag *diag)
 {
     if (!s->kind || !*s->kind || strcmp(s->kind, "postgres") == 0 || rp_source_def_discovers(s) ||
         rp_source_def_console(s))
         return 0; /* pgwatch reads an empty kind as postgres */
+    if (rp_source_def_scrapes(s)) {
+        if (s->conn_str && strncmp(s->conn_str, "http://", 7) != 0 &&
+            strncmp(s->conn_str, "https://", 8) != 0) {
+            rp_diag_add(diag, &s->conn_str_mark,
+                        "source \"%s\" of kind prometheus: conn_str must be an http:// or "
+                        "https:// URL",
+                        s->name);
+            return -EINVAL;
+        }
+        return 0;
+    }
     rp_diag_add(diag, &s->kind_mark, "invalid source kind \"%s\" (supported: " RP_KINDS ")",
                 s->kind);
     return -EINVAL;
@@ -394,8 +410,11 @@ static int validate_source(const rp_source_def *s, const rp_catalog *cat, rp_dia
         rc = -EINVAL;
     }
     if (check_preset(s, s->preset_metrics, &s->preset_mark, cat, diag) < 0 ||
-        check_preset(s, s->preset_metrics_standby, &s->preset_standby_mark, cat, diag) < 0 ||
-        check_custom(s, s->custom_metrics, s->ncustom_metrics, cat, diag) < 0 ||
+        check_preset(s, s->preset_metrics_standby, &s->preset_standby_mark, cat, diag) < 0)
+        rc = -EINVAL;
+    if (rp_source_def_scrapes(s)) /* its metrics are the exporter's families */
+        return rc;
+    if (check_custom(s, s->custom_metrics, s->ncustom_metrics, cat, diag) < 0 ||
         check_custom(s, s->custom_metrics_standby, s->ncustom_metrics_standby, cat, diag) < 0)
         rc = -EINVAL;
     if (!s->preset_metrics && s->ncustom_metrics == 0) {

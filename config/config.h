@@ -182,8 +182,7 @@ RP_NODISCARD int rp_sources_parse(const char *path, rp_source_set **out, rp_diag
 RP_NODISCARD int rp_sources_parse_text(const char *name, const char *text, size_t len,
                                        rp_source_set **out, rp_diag *diag);
 /* Drop what pgreaper does not run before it is validated: disabled sources (as pgwatch
- * does), and sources of pgwatch's other kinds (patroni, prometheus), each with a warning
- * in diag. */
+ * does), and sources of pgwatch's other kinds (patroni), each with a warning in diag. */
 void rp_sources_prune(rp_source_set *set, rp_diag *diag);
 /* Check sources against each other and the catalogue. Returns 0 or -EINVAL. */
 RP_NODISCARD int rp_sources_validate(const rp_source_set *set, const rp_catalog *cat,
@@ -193,12 +192,15 @@ void rp_source_set_free(rp_source_set *set);
 /* pgwatch's kind for an entry that stands for every database of a server
  * (collect/discovery.h turns it into one source per database). */
 #define RP_KIND_DISCOVERY "postgres-continuous-discovery"
-#define RP_KINDS          "postgres, " RP_KIND_DISCOVERY ", pgbouncer, pgpool"
+#define RP_KINDS          "postgres, " RP_KIND_DISCOVERY ", pgbouncer, pgpool, prometheus"
 bool rp_source_def_discovers(const rp_source_def *d);
 /* For a pooler's admin console (kinds pgbouncer and pgpool): the command that tells its
  * version (the console takes the simple protocol only, one command at a time); NULL for
  * a PostgreSQL server. */
 const char *rp_source_def_console(const rp_source_def *d);
+/* Kind prometheus: conn_str is the URL of a Prometheus text endpoint, and the metrics
+ * named by custom_metrics and the preset are its families (collect/promsource.h). */
+bool rp_source_def_scrapes(const rp_source_def *d);
 
 /* Deep equality of everything that needs a reconnect when it changes. */
 bool rp_source_def_same_connection(const rp_source_def *a, const rp_source_def *b);

@@ -87,12 +87,12 @@ static const config_case cases[] = {
     {"a kind not supported yet: skipped with a warning", NULL,
      "- name: db1\n  conn_str: host=/tmp\n  kind: patroni\n  preset_metrics: p1\n",
      "s.yaml:3:9: warning: source \"db1\" of kind \"patroni\" is skipped: this version of "
-     "pgreaper collects from kinds postgres, postgres-continuous-discovery, pgbouncer, pgpool "
-     "only\n"},
+     "pgreaper collects from kinds postgres, postgres-continuous-discovery, pgbouncer, pgpool, "
+     "prometheus only\n"},
     {"invalid kind", NULL,
      "- name: db1\n  conn_str: host=/tmp\n  kind: mysql\n  preset_metrics: p1\n",
      "s.yaml:3:9: invalid source kind \"mysql\" (supported: postgres, "
-     "postgres-continuous-discovery, pgbouncer, pgpool)\n"},
+     "postgres-continuous-discovery, pgbouncer, pgpool, prometheus)\n"},
     {"bad group", NULL, "- name: db1\n  conn_str: host=/tmp\n  group: a-b\n  preset_metrics: p1\n",
      "s.yaml:3:10: group \"a-b\" of source \"db1\" may contain only letters, digits and \"_\"\n"},
     {"bad bool", NULL,
@@ -143,7 +143,7 @@ static const config_case cases[] = {
      NULL,
      "- name: off\n  kind: patroni\n  conn_str: etcd://h:2379/service/x\n  is_enabled: false\n"
      "  custom_metrics: {nope: 60}\n"
-     "- name: bouncer\n  kind: prometheus\n  conn_str: http://h:9187/metrics\n  custom_metrics: "
+     "- name: cluster2\n  kind: patroni\n  conn_str: etcd://h:2379/service/y\n  custom_metrics: "
      "{m1: 10}\n"
      "- name: db1\n  kind: ''\n  conn_str: host=/tmp\n  stmt_timeout: 5\n"
      "  dbname_include_pattern: (a|b)\n  custom_metrics: {m1: 10}\n",
@@ -151,13 +151,20 @@ static const config_case cases[] = {
      "ignore it\n"
      "s.yaml:14:3: warning: key \"dbname_include_pattern\" is read by pgwatch2 only; pgwatch and "
      "pgreaper ignore it\n"
-     "s.yaml:7:9: warning: source \"bouncer\" of kind \"prometheus\" is skipped: this version of "
-     "pgreaper collects from kinds postgres, postgres-continuous-discovery, pgbouncer, pgpool "
-     "only\n"},
+     "s.yaml:7:9: warning: source \"cluster2\" of kind \"patroni\" is skipped: this version of "
+     "pgreaper collects from kinds postgres, postgres-continuous-discovery, pgbouncer, pgpool, "
+     "prometheus only\n"},
+    {"prometheus: any family name, no metrics needed, an http URL", NULL,
+     "- name: exp\n  kind: prometheus\n  conn_str: http://h:9187/metrics\n"
+     "  custom_metrics: {pg_up: 10, whatever_family: 30}\n"
+     "- name: all\n  kind: prometheus\n  conn_str: https://h/metrics\n"
+     "- name: bad\n  kind: prometheus\n  conn_str: host=/tmp\n",
+     "s.yaml:10:13: source \"bad\" of kind prometheus: conn_str must be an http:// or https:// "
+     "URL\n"},
     {"sources: an unknown kind is still an error", NULL,
      "- name: db1\n  kind: oracle\n  conn_str: host=/tmp\n  custom_metrics: {m1: 10}\n",
      "s.yaml:2:9: invalid source kind \"oracle\" (supported: postgres, "
-     "postgres-continuous-discovery, pgbouncer, pgpool)\n"},
+     "postgres-continuous-discovery, pgbouncer, pgpool, prometheus)\n"},
     {"pgwatch legacy keys are accepted",
      "metrics:\n  m1:\n    sqls:\n      11: |-\n        select 1\n    gauges:\n      - '*'\n"
      "    is_instance_level: true\n    is_private: false\n    disabled_days: ''\n"

@@ -95,7 +95,7 @@ static void check_conn_strs(const rp_source_set *set, rp_diag *diag)
     for (size_t i = 0; i < set->nsources; i++) {
         const rp_source_def *s = &set->sources[i];
         char err[512];
-        if (s->conn_str && *s->conn_str && !rp_source_def_scrapes(s) &&
+        if (s->conn_str && *s->conn_str && !rp_source_def_scrapes(s) && !rp_source_def_patroni(s) &&
             rp_source_check_conn_str(s->conn_str, err, sizeof(err)) < 0)
             rp_diag_add(diag, &s->conn_str_mark, "source \"%s\": invalid conn_str: %s", s->name,
                         err);

@@ -12,6 +12,7 @@
 
 #include <libpq-fe.h>
 
+#include "collect/patroni.h"
 #include "common/compiler.h"
 #include "common/hash.h"
 #include "common/log.h"
@@ -29,7 +30,7 @@ static const char list_sql[] =
 
 typedef struct entry {
     rp_source_def def; /* a copy */
-    char **dbs;        /* the last good list, sorted (owned) */
+    char **dbs;        /* the last good list: "<name suffix>\t<conn_str>" (owned) */
     size_t ndbs;
     unsigned gen;      /* bumped when the server or the patterns change */
     bool running;      /* a listing is on the pool */
@@ -58,10 +59,14 @@ typedef struct job {
     unsigned gen;
     char *conn_str, *include, *exclude; /* copies: the worker never reads e */
     int timeout_s;
-    char **dbs;
-    size_t ndbs;
+    bool patroni, only_primary;
+    char **dbs; /* "<name suffix>\t<conn_str>" */
+    size_t ndbs, cap;
+    char **failed; /* patroni: name prefixes of members that could not be listed */
+    size_t nfailed, cap_failed;
     int rc;
     char err[512];
+    char member_err[640]; /* the first member's failure */
 } job;
 
 static void free_list(char **v, size_t n)
@@ -84,6 +89,7 @@ static void free_job(job *j)
     rp_free(j->include);
     rp_free(j->exclude);
     free_list(j->dbs, j->ndbs);
+    free_list(j->failed, j->nfailed);
     rp_free(j);
 }
 
@@ -101,7 +107,19 @@ static void free_found(rp_discovery *d)
  *-------------------------------------------------------------------------
  */
 
-static int list_query(job *j, PGconn *c)
+static void add_item(job *j, const char *prefix, const char *db, const char *conn)
+{
+    char *dc = NULL, err[256];
+    if (rp_connstr_with_dbname(conn, db, &dc, err, sizeof(err)) < 0)
+        return; /* conn was accepted by libpq a moment ago */
+    rp_buf b = RP_BUF_INIT;
+    rp_buf_printf(&b, "%s%s\t%s", prefix, db, dc);
+    rp_free(dc);
+    rp_grow((void **)&j->dbs, &j->cap, j->ndbs + 1, sizeof(char *));
+    j->dbs[j->ndbs++] = b.data;
+}
+
+static int list_query(job *j, PGconn *c, const char *conn, const char *prefix)
 {
     char why[400], set[64];
     snprintf(set, sizeof(set), "set statement_timeout = %d", j->timeout_s * 1000);
@@ -110,34 +128,68 @@ static int list_query(job *j, PGconn *c)
     PGresult *res = PQexecParams(c, list_sql, 2, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         snprintf(j->err, sizeof(j->err), "could not list the databases: %s",
-                 rp_pgconn_error(c, j->conn_str, why, sizeof(why)));
+                 rp_pgconn_error(c, conn, why, sizeof(why)));
         PQclear(res);
         return -EIO;
     }
-    j->ndbs = (size_t)PQntuples(res);
-    j->dbs = rp_calloc(j->ndbs + 1, sizeof(char *));
-    for (size_t i = 0; i < j->ndbs; i++)
-        j->dbs[i] = rp_strdup(PQgetvalue(res, (int)i, 0));
+    for (int i = 0; i < PQntuples(res); i++)
+        add_item(j, prefix, PQgetvalue(res, i, 0), conn);
     PQclear(res);
     return 0;
+}
+
+/* The databases of the server conn reaches, as items named prefix + dbname. */
+static int list_server(job *j, const char *conn, const char *prefix)
+{
+    char timeout[16], why[400];
+    snprintf(timeout, sizeof(timeout), "%d", j->timeout_s);
+    const char *kw[] = {"dbname", "connect_timeout", "fallback_application_name", NULL};
+    const char *val[] = {conn, timeout, "pgreaper-discovery", NULL};
+    PGconn *c = PQconnectdbParams(kw, val, 1);
+    int rc;
+    if (!c || PQstatus(c) != CONNECTION_OK) {
+        snprintf(j->err, sizeof(j->err), "could not connect: %s",
+                 c ? rp_pgconn_error(c, conn, why, sizeof(why)) : "out of memory");
+        rc = -EIO;
+    } else {
+        rc = list_query(j, c, conn, prefix);
+    }
+    PQfinish(c);
+    return rc;
+}
+
+/* A Patroni cluster: its members from etcd, then each member's databases, named
+ * <member>_<dbname> (<scope>_<member>_<dbname> for a whole namespace), as pgwatch does. A
+ * member that cannot be listed keeps what was found for it before (see list_taken). */
+static int list_patroni(job *j)
+{
+    rp_patroni_members m;
+    int rc = rp_patroni_read(j->conn_str, j->timeout_s, &m, j->err, sizeof(j->err));
+    for (size_t i = 0; rc == 0 && i < m.n; i++) {
+        const rp_patroni_member *mb = &m.v[i];
+        if (j->only_primary && !mb->primary)
+            continue;
+        rp_buf prefix = RP_BUF_INIT;
+        rp_buf_printf(&prefix, "%s%s%s_", m.scoped ? "" : mb->scope, m.scoped ? "" : "_", mb->name);
+        if (list_server(j, mb->conn_url, prefix.data) < 0) {
+            if (!j->member_err[0])
+                snprintf(j->member_err, sizeof(j->member_err), "member %.64s: %s", mb->name,
+                         j->err);
+            j->err[0] = '\0';
+            rp_grow((void **)&j->failed, &j->cap_failed, j->nfailed + 1, sizeof(char *));
+            j->failed[j->nfailed++] = prefix.data;
+        } else {
+            rp_buf_fini(&prefix);
+        }
+    }
+    rp_patroni_members_free(&m);
+    return rc;
 }
 
 static void list_work(uv_work_t *w)
 {
     job *j = rp_container_of(w, job, work);
-    char timeout[16], why[400];
-    snprintf(timeout, sizeof(timeout), "%d", j->timeout_s);
-    const char *kw[] = {"dbname", "connect_timeout", "fallback_application_name", NULL};
-    const char *val[] = {j->conn_str, timeout, "pgreaper-discovery", NULL};
-    PGconn *c = PQconnectdbParams(kw, val, 1);
-    if (!c || PQstatus(c) != CONNECTION_OK) {
-        snprintf(j->err, sizeof(j->err), "could not connect: %s",
-                 c ? rp_pgconn_error(c, j->conn_str, why, sizeof(why)) : "out of memory");
-        j->rc = -EIO;
-    } else {
-        j->rc = list_query(j, c);
-    }
-    PQfinish(c);
+    j->rc = j->patroni ? list_patroni(j) : list_server(j, j->conn_str, "");
 }
 
 /*-------------------------------------------------------------------------
@@ -160,18 +212,24 @@ static bool usable_name(const entry *e, const char *db, const char *name)
     return why == NULL;
 }
 
-/* One source for database db of entry e into *out; false when it cannot be named. */
-static bool make_source(const entry *e, const char *db, rp_source_def *out)
+/* One source for an item ("<suffix>\t<conn_str>") of entry e into *out; false when it
+ * cannot be named. */
+static bool make_source(const entry *e, const char *item, rp_source_def *out)
 {
-    size_t len = strlen(e->def.name) + 1 + strlen(db) + 1;
+    size_t n = strcspn(item, "\t");
+    char *db = rp_malloc(n + 1);
+    memcpy(db, item, n);
+    db[n] = '\0';
+    size_t len = strlen(e->def.name) + 1 + n + 1;
     char *name = rp_malloc(len);
     snprintf(name, len, "%s_%s", e->def.name, db);
-    char *conn = NULL, err[256];
-    if (!usable_name(e, db, name) ||
-        rp_connstr_with_dbname(e->def.conn_str, db, &conn, err, sizeof(err)) < 0) {
+    bool ok = usable_name(e, db, name) && item[n] == '\t';
+    rp_free(db);
+    if (!ok) {
         rp_free(name);
         return false;
     }
+    char *conn = rp_strdup(item + n + 1);
     rp_source_def_copy(out, &e->def);
     rp_free(out->name);
     rp_free(out->conn_str);
@@ -219,12 +277,36 @@ static void list_failed(rp_discovery *d, entry *e, const job *j)
     e->err_hash = h;
 }
 
+/* Patroni members that could not be listed keep the databases found for them before. */
+static void keep_failed_members(entry *e, job *j)
+{
+    for (size_t i = 0; i < e->ndbs; i++) {
+        for (size_t f = 0; f < j->nfailed; f++) {
+            if (strncmp(e->dbs[i], j->failed[f], strlen(j->failed[f])) != 0)
+                continue;
+            rp_grow((void **)&j->dbs, &j->cap, j->ndbs + 1, sizeof(char *));
+            j->dbs[j->ndbs++] = rp_strdup(e->dbs[i]);
+            break;
+        }
+    }
+    uint64_t h = j->member_err[0] ? rp_hash_str(RP_HASH_INIT, j->member_err) : 0;
+    if (h && h != e->err_hash)
+        rp_log_at(RP_LOG_ERROR, e->def.name, NULL, j->member_err,
+                  "could not list the databases of %zu Patroni members: what was found for "
+                  "them before stays monitored",
+                  j->nfailed);
+    e->err_hash = h;
+}
+
 /* A listing that worked: take it when it differs from the last one. */
 static void list_taken(rp_discovery *d, entry *e, job *j)
 {
-    if (e->err_hash)
+    if (e->err_hash && !j->nfailed)
         rp_log_at(RP_LOG_INFO, e->def.name, NULL, NULL, "database discovery works again");
-    e->err_hash = 0;
+    if (j->patroni)
+        keep_failed_members(e, j);
+    else
+        e->err_hash = 0;
     size_t added = count_missing(j->dbs, j->ndbs, e->dbs, e->ndbs);
     size_t gone = count_missing(e->dbs, e->ndbs, j->dbs, j->ndbs);
     if (added == 0 && gone == 0)
@@ -279,6 +361,8 @@ static void start_listing(rp_discovery *d, entry *e)
     j->include = e->def.include_pattern ? rp_strdup(e->def.include_pattern) : NULL;
     j->exclude = e->def.exclude_pattern ? rp_strdup(e->def.exclude_pattern) : NULL;
     j->timeout_s = d->timeout_s;
+    j->patroni = rp_source_def_patroni(&e->def);
+    j->only_primary = e->def.only_if_master;
     int rc = uv_queue_work(d->loop, &j->work, list_work, list_done);
     if (rc < 0) {
         rp_log_at(RP_LOG_ERROR, e->def.name, NULL, NULL, "database discovery not started: %s",

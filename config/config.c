@@ -282,21 +282,16 @@ static bool is_word(const char *s)
     return true;
 }
 
-/* pgwatch's other source kinds (and the old names it maps to patroni). */
-static bool later_kind(const char *kind)
+bool rp_source_def_patroni(const rp_source_def *d)
 {
-    static const char *const later[] = {"patroni", "patroni-continuous-discovery",
-                                        "patroni-namespace-discovery"};
-    for (size_t i = 0; kind && i < RP_ARRAY_LEN(later); i++) {
-        if (strcmp(kind, later[i]) == 0)
-            return true;
-    }
-    return false;
+    return d->kind && (strcmp(d->kind, "patroni") == 0 ||
+                       strcmp(d->kind, "patroni-continuous-discovery") == 0 ||
+                       strcmp(d->kind, "patroni-namespace-discovery") == 0);
 }
 
 bool rp_source_def_discovers(const rp_source_def *d)
 {
-    return d->kind && strcmp(d->kind, RP_KIND_DISCOVERY) == 0;
+    return d->kind && (strcmp(d->kind, RP_KIND_DISCOVERY) == 0 || rp_source_def_patroni(d));
 }
 
 const char *rp_source_def_console(const rp_source_def *d)
@@ -315,6 +310,17 @@ bool rp_source_def_scrapes(const rp_source_def *d)
 
 static int check_kind(const rp_source_def *s, rp_diag *diag)
 {
+    if (rp_source_def_patroni(s)) {
+        if (s->conn_str && strncmp(s->conn_str, "etcd://", 7) != 0 &&
+            strncmp(s->conn_str, "etcd3://", 8) != 0) {
+            rp_diag_add(diag, &s->conn_str_mark,
+                        "source \"%s\" of kind %s: conn_str must be etcd://host:port/namespace"
+                        "/scope (this version reads Patroni's members from etcd only)",
+                        s->name, s->kind);
+            return -EINVAL;
+        }
+        return 0;
+    }
     if (!s->kind || !*s->kind || strcmp(s->kind, "postgres") == 0 || rp_source_def_discovers(s) ||
         rp_source_def_console(s))
         return 0; /* pgwatch reads an empty kind as postgres */
@@ -336,18 +342,11 @@ static int check_kind(const rp_source_def *s, rp_diag *diag)
 
 void rp_sources_prune(rp_source_set *set, rp_diag *diag)
 {
+    (void)diag;
     size_t kept = 0;
     for (size_t i = 0; i < set->nsources; i++) {
         rp_source_def *s = &set->sources[i];
-        bool drop = !s->is_enabled;
-        if (!drop && later_kind(s->kind)) {
-            diag_warn(diag, &s->kind_mark,
-                      "source \"%s\" of kind \"%s\" is skipped: this version of pgreaper "
-                      "collects from kinds " RP_KINDS " only",
-                      s->name ? s->name : "", s->kind);
-            drop = true;
-        }
-        if (drop)
+        if (!s->is_enabled)
             rp_source_def_fini(s);
         else
             set->sources[kept++] = *s;

@@ -181,8 +181,8 @@ const char *rp_metric_sql_for(const rp_metric_def *def, int server_version_num);
 RP_NODISCARD int rp_sources_parse(const char *path, rp_source_set **out, rp_diag *diag);
 RP_NODISCARD int rp_sources_parse_text(const char *name, const char *text, size_t len,
                                        rp_source_set **out, rp_diag *diag);
-/* Drop what pgreaper does not run before it is validated: disabled sources (as pgwatch
- * does), and sources of pgwatch's other kinds (patroni), each with a warning in diag. */
+/* Drop what pgreaper does not run before it is validated: disabled sources, as pgwatch
+ * does (diag is kept for warnings of this step). */
 void rp_sources_prune(rp_source_set *set, rp_diag *diag);
 /* Check sources against each other and the catalogue. Returns 0 or -EINVAL. */
 RP_NODISCARD int rp_sources_validate(const rp_source_set *set, const rp_catalog *cat,
@@ -192,8 +192,11 @@ void rp_source_set_free(rp_source_set *set);
 /* pgwatch's kind for an entry that stands for every database of a server
  * (collect/discovery.h turns it into one source per database). */
 #define RP_KIND_DISCOVERY "postgres-continuous-discovery"
-#define RP_KINDS          "postgres, " RP_KIND_DISCOVERY ", pgbouncer, pgpool, prometheus"
+#define RP_KINDS          "postgres, " RP_KIND_DISCOVERY ", patroni, pgbouncer, pgpool, prometheus"
 bool rp_source_def_discovers(const rp_source_def *d);
+/* Kind patroni (and pgwatch's old names for it): conn_str names a Patroni cluster in
+ * etcd; discovery turns it into a source per member and database. */
+bool rp_source_def_patroni(const rp_source_def *d);
 /* For a pooler's admin console (kinds pgbouncer and pgpool): the command that tells its
  * version (the console takes the simple protocol only, one command at a time); NULL for
  * a PostgreSQL server. */

@@ -5,10 +5,10 @@ set -euo pipefail
 
 pkgs=(meson ninja-build pkg-config gcc libc6-dev python3 libuv1-dev libpq-dev libyaml-dev
       zlib1g-dev libprotobuf-c-dev protobuf-c-compiler libunwind-dev libcurl4-openssl-dev
-      postgresql-15 postgresql-client-15)
+      libcjson-dev postgresql-15 postgresql-client-15)
 if [ "${1:-}" = "--test" ]; then
     pkgs+=(valgrind clang-format golang-go python3-yaml iproute2 pgbouncer pgpool2
-          prometheus-postgres-exporter)
+          prometheus-postgres-exporter patroni etcd-server)
 fi
 
 missing=()

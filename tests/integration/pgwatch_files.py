@@ -3,8 +3,8 @@ file with the metrics pgwatch computes in its own code (an empty SQL text, a com
 placeholder, PL/Python helper calls) and pgwatch2's legacy keys; a sources file with
 every kind, a disabled source of another kind, pgwatch2 keys and $VAR values.
 
-The files load; sources of kinds pgreaper does not run are skipped with a warning (the
-pgbouncer one runs, and fails to connect on its own); the OS metrics come
+The files load; sources of every kind are taken (the pgbouncer and prometheus ones run,
+and fail to connect on their own); the OS metrics come
 from /proc with pgwatch's columns when the server is local (a unix socket here); the
 placeholders are never sent to the server; change_events (without the hash metrics this file
 lacks) and server_log_event_counts (without csvlog) are reported once per source; the same
@@ -184,8 +184,8 @@ def main():
     rc = check.proc.wait(60)
     out = check.log()
     t.is_(rc, 0, 'pgwatch-shaped files pass --check')
-    t.ok('of kind "prometheus" is skipped' in out and 'of kind "pgbouncer"' not in out,
-         'sources of kinds not run: skipped with a warning (pgbouncer is run)', out)
+    t.ok('is skipped' not in out and 'invalid source kind' not in out,
+         'sources of every kind pgwatch has are taken', out)
     t.ok('"cluster"' not in out, 'a disabled source is not even checked', out)
     t.ok('key "stmt_timeout" is read by pgwatch2 only' in out, 'pgwatch2 keys: a warning', out)
     t.ok('preset "exhaustive" references metric "patroni_version"' in out,

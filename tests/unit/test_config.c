@@ -84,15 +84,14 @@ static const config_case cases[] = {
      "s.yaml:1:3: source has no name\n"},
     {"no metrics", NULL, "- name: db1\n  conn_str: host=/tmp\n",
      "s.yaml:1:3: source \"db1\" has no metrics: set preset_metrics or custom_metrics\n"},
-    {"a kind not supported yet: skipped with a warning", NULL,
+    {"patroni: the DCS is etcd", NULL,
      "- name: db1\n  conn_str: host=/tmp\n  kind: patroni\n  preset_metrics: p1\n",
-     "s.yaml:3:9: warning: source \"db1\" of kind \"patroni\" is skipped: this version of "
-     "pgreaper collects from kinds postgres, postgres-continuous-discovery, pgbouncer, pgpool, "
-     "prometheus only\n"},
+     "s.yaml:2:13: source \"db1\" of kind patroni: conn_str must be etcd://host:port/namespace/"
+     "scope (this version reads Patroni's members from etcd only)\n"},
     {"invalid kind", NULL,
      "- name: db1\n  conn_str: host=/tmp\n  kind: mysql\n  preset_metrics: p1\n",
      "s.yaml:3:9: invalid source kind \"mysql\" (supported: postgres, "
-     "postgres-continuous-discovery, pgbouncer, pgpool, prometheus)\n"},
+     "postgres-continuous-discovery, patroni, pgbouncer, pgpool, prometheus)\n"},
     {"bad group", NULL, "- name: db1\n  conn_str: host=/tmp\n  group: a-b\n  preset_metrics: p1\n",
      "s.yaml:3:10: group \"a-b\" of source \"db1\" may contain only letters, digits and \"_\"\n"},
     {"bad bool", NULL,
@@ -139,8 +138,7 @@ static const config_case cases[] = {
     {"metrics: unknown top-level key", "metric:\n  m1: {}\n", NULL,
      "m.yaml:1:1: unrecognized key \"metric\" in a metrics file (expected \"metrics\" and "
      "\"presets\")\n"},
-    {"pgwatch sources: disabled dropped before validation, other kinds skipped, pgwatch2 keys",
-     NULL,
+    {"pgwatch sources: disabled dropped before validation, every kind, pgwatch2 keys", NULL,
      "- name: off\n  kind: patroni\n  conn_str: etcd://h:2379/service/x\n  is_enabled: false\n"
      "  custom_metrics: {nope: 60}\n"
      "- name: cluster2\n  kind: patroni\n  conn_str: etcd://h:2379/service/y\n  custom_metrics: "
@@ -151,9 +149,7 @@ static const config_case cases[] = {
      "ignore it\n"
      "s.yaml:14:3: warning: key \"dbname_include_pattern\" is read by pgwatch2 only; pgwatch and "
      "pgreaper ignore it\n"
-     "s.yaml:7:9: warning: source \"cluster2\" of kind \"patroni\" is skipped: this version of "
-     "pgreaper collects from kinds postgres, postgres-continuous-discovery, pgbouncer, pgpool, "
-     "prometheus only\n"},
+     ""},
     {"prometheus: any family name, no metrics needed, an http URL", NULL,
      "- name: exp\n  kind: prometheus\n  conn_str: http://h:9187/metrics\n"
      "  custom_metrics: {pg_up: 10, whatever_family: 30}\n"
@@ -164,7 +160,7 @@ static const config_case cases[] = {
     {"sources: an unknown kind is still an error", NULL,
      "- name: db1\n  kind: oracle\n  conn_str: host=/tmp\n  custom_metrics: {m1: 10}\n",
      "s.yaml:2:9: invalid source kind \"oracle\" (supported: postgres, "
-     "postgres-continuous-discovery, pgbouncer, pgpool, prometheus)\n"},
+     "postgres-continuous-discovery, patroni, pgbouncer, pgpool, prometheus)\n"},
     {"pgwatch legacy keys are accepted",
      "metrics:\n  m1:\n    sqls:\n      11: |-\n        select 1\n    gauges:\n      - '*'\n"
      "    is_instance_level: true\n    is_private: false\n    disabled_days: ''\n"

@@ -1,5 +1,5 @@
 """Sources of kind prometheus: Debian's prometheus-postgres-exporter in front of a real
-PostgreSQL 15, scraped on the loop (libcurl's multi interface on libuv); every family a
+PostgreSQL 15 and prometheus-node-exporter, scraped on the loop (libcurl's multi interface on libuv); every family a
 metric, labels as tag_ columns, as pgwatch stores them. An endpoint of the test's own
 serves what goes wrong: a line that does not parse, a body over --result-max-bytes, a
 redirect loop, a server slower than --statement-timeout, a 404. Each is one clear
@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'lib'))
 from pgharness import Postgres, Reaper, Tap, skip_all  # noqa: E402
 
 EXPORTER = '/usr/bin/prometheus-postgres-exporter'
+NODE_EXPORTER = '/usr/bin/prometheus-node-exporter'
 GOOD = ('# TYPE good gauge\ngood{k="v"} 42\n'
         '# TYPE broken counter\nbroken{k="v" 1\n'
         '# TYPE lat histogram\nlat_bucket{le="1"} 2\nlat_bucket{le="+Inf"} 3\nlat_sum 0.5\n'
@@ -75,6 +76,13 @@ def main():
                'sslmode=disable' % (pg.sock, pg.port))
     exporter = subprocess.Popen([EXPORTER, '--web.listen-address=127.0.0.1:%d' % eport],
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    nport = free_port()
+    node = None
+    if os.path.exists(NODE_EXPORTER):
+        node = subprocess.Popen([NODE_EXPORTER, '--web.listen-address=127.0.0.1:%d' % nport,
+                                 '--collector.disable-defaults', '--collector.loadavg',
+                                 '--collector.cpu', '--collector.meminfo'],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     base = 'http://127.0.0.1:%d' % srv.server_address[1]
@@ -90,6 +98,9 @@ def main():
            + source('huge', base + '/huge', ['x']) + source('loop', base + '/loop', ['x'])
            + source('slow', base + '/slow', ['late']) + source('gone', base + '/nothing', ['x'])
            + source('secret', base.replace('//', '//u:pw2@') + '/nothing', ['x'])
+           + (source('node', 'http://127.0.0.1:%d/metrics' % nport,
+                     ['node_load1', 'node_cpu_seconds_total', 'node_memory_MemTotal_bytes'])
+              if node else '')
            + '- name: db\n  conn_str: "%s"\n  custom_metrics: {db_stats: 1}\n' % pg.conn_str())
     r = Reaper(sys.argv[1], src, args=['--result-max-bytes', '1048576', '--statement-timeout', '2'])
     r.start()
@@ -105,6 +116,21 @@ def main():
          'labels become tag_ columns, values numbers', rows[:2])
     t.ok(not r.batches('pg_stat_database_blks_hit'), 'families not named are not stored')
 
+    if node:
+        t.ok(r.wait_batches('node_cpu_seconds_total', 'node', timeout=15)
+             and r.wait_batches('node_load1', 'node', timeout=5), 'node exporter scraped',
+             r.log())
+        cpu = r.batches('node_cpu_seconds_total', 'node')[-1]['data']
+        t.ok(cpu and all('tag_cpu' in x and 'tag_mode' in x for x in cpu)
+             and {x['tag_mode'] for x in cpu} >= {'idle', 'user', 'system'},
+             'node_cpu_seconds_total: a row per cpu and mode', cpu[:2])
+        mem = r.batches('node_memory_MemTotal_bytes', 'node')
+        t.ok(mem and mem[-1]['data'][0]['node_memory_MemTotal_bytes'] > 1e6,
+             'a large gauge stays a number', mem[-1:])
+    else:
+        t.ok(True, '# SKIP prometheus-node-exporter not installed')
+        t.ok(True, '# SKIP prometheus-node-exporter not installed')
+        t.ok(True, '# SKIP prometheus-node-exporter not installed')
     t.ok(r.wait_batches('good', 'fake', count=2, timeout=15), 'a family next to a broken one')
     lat = r.batches('lat', 'fake')
     t.ok(lat and lat[-1]['data'][0].get('lat') == 3, 'a histogram stores its count', lat[-1:])
@@ -130,8 +156,10 @@ def main():
     t.is_(r.stop(), 0, 'clean exit')
     s = r.summary()
     t.ok(s.get('fetch_errors', 0) >= 4, 'failed scrapes counted as fetch errors', s)
-    exporter.terminate()
-    exporter.wait(10)
+    for p in (exporter, node):
+        if p:
+            p.terminate()
+            p.wait(10)
     srv.shutdown()
     pg.cleanup()
     t.done()

@@ -176,6 +176,7 @@ PGconn *rp_pgconn_start(const rp_pgconn_params *p, const char *application_name)
     PGconn *conn = PQconnectStartParams(kw, val, 0);
     if (conn)
         PQsetNoticeProcessor(conn, on_notice, (void *)application_name);
+    rp_free(ha); /* libpq copied it */
     rp_free(kw);
     rp_free(val);
     return conn;

@@ -18,7 +18,7 @@ if os.environ.get('RP_VALGRIND'):
 
 TTL = 3.0
 TICK = 1.0
-BOUND = TTL + 2 * TICK + 1.0  # since the last batch: a TTL, a round, a tick to wait, slack
+BOUND = TTL + TICK + 1.0  # since the last batch: a TTL, a tick (the new owner fetches at once), slack
 N = 12
 
 METRICS = '''

@@ -28,6 +28,7 @@
 #include "collect/instcache.h"
 #include "collect/permetric.h"
 #include "collect/promsource.h"
+#include "collect/scheduler.h"
 #include "collect/source.h"
 #include "common/hash.h"
 #include "common/log.h"
@@ -385,12 +386,16 @@ static void check_fd_budget(rp_reaper *r, size_t nsources)
                 (unsigned long long)rl.rlim_max);
 }
 
-/* New sources' first attempts spread over min(--connect-spread, N x 10 ms). */
+/* New sources' first attempts spread over min(--connect-spread, N x 10 ms), and their
+ * schedules' phases over max(10 s, N x 60 ms): a fleet's first fetches (every metric at
+ * once) would otherwise all land on its servers within 10 s. */
 static void set_connect_spread(rp_reaper *r, size_t nsources)
 {
     int64_t w = (int64_t)nsources * 10;
     r->sopts.connect_spread_ms =
         (int)(w < r->opts->connect_spread_ms ? w : r->opts->connect_spread_ms);
+    int64_t p = (int64_t)nsources * 60;
+    r->sopts.phase_window_ms = (int)(p > RP_SCHED_PHASE_MS ? (p < 3600000 ? p : 3600000) : 0);
 }
 
 typedef struct converged {

@@ -112,8 +112,8 @@ static void schedule(promsrc *s)
         keys[0] = "*";
         ivs[0] = (int64_t)SCRAPE_ALL_S * 1000;
     }
-    rp_sched_set(&s->sched, (int64_t)uv_now(s->opts->loop), rp_sched_phase_for(s->def.name), keys,
-                 ivs, n);
+    rp_sched_set(&s->sched, (int64_t)uv_now(s->opts->loop),
+                 rp_sched_phase_for(s->def.name, s->opts->phase_window_ms), keys, ivs, n);
     rp_free(keys);
     rp_free(ivs);
     rp_free(s->due);

@@ -30,9 +30,10 @@ int64_t rp_sched_gcd(int64_t a, int64_t b)
     return a;
 }
 
-int64_t rp_sched_phase_for(const char *name)
+int64_t rp_sched_phase_for(const char *name, int64_t window_ms)
 {
-    return (int64_t)(rp_hash_str(RP_HASH_INIT, name) % 10000); /* stable across runs */
+    uint64_t w = window_ms > 0 ? (uint64_t)window_ms : RP_SCHED_PHASE_MS;
+    return (int64_t)(rp_hash_str(RP_HASH_INIT, name) % w); /* stable across runs */
 }
 
 /* First point of the grid (anchor + k * step, k >= 0) that is >= t. */

@@ -2,10 +2,10 @@
  *
  * The per-source schedule: pure arithmetic on a monotonic millisecond clock, no libuv.
  * Every metric has an absolute deadline on a grid anchored at the source's start plus a
- * stable phase offset: deadline(k) = anchor + k * interval, so query time never shifts
- * the schedule. All deadlines lie on the grid of the GCD of the intervals (the "tick"),
- * and the caller arms its timer for rp_sched_next() only, so coprime intervals such as
- * 7 s and 13 s do not cause a wake-up every second.
+ * stable phase offset (rp_sched_phase_for): deadline(k) = anchor + k * interval, so query time
+ * never shifts the schedule. All deadlines lie on the grid of the GCD of the intervals (the
+ * "tick"), and the caller arms its timer for rp_sched_next() only, so coprime intervals such as 7 s
+ * and 13 s do not cause a wake-up every second.
  */
 #ifndef RP_COLLECT_SCHEDULER_H
 #define RP_COLLECT_SCHEDULER_H
@@ -37,9 +37,12 @@ typedef struct rp_sched {
 void rp_sched_init(rp_sched *s);
 void rp_sched_fini(rp_sched *s);
 
-/* A stable phase offset in [0, 10 s) for a source name, so sources do not fire together;
- * rp_sched_set() reduces it modulo the tick. */
-int64_t rp_sched_phase_for(const char *name);
+/* The phase window of a few sources: their first fetches within 10 s. */
+#define RP_SCHED_PHASE_MS 10000
+
+/* A stable phase offset in [0, window_ms) for a source name (window_ms <= 0: the default
+ * window), so sources do not fire together; rp_sched_set() reduces it modulo the tick. */
+int64_t rp_sched_phase_for(const char *name, int64_t window_ms);
 
 /*
  * Replace the metric set. The first call anchors the grid at now + phase_ms and makes

@@ -537,7 +537,9 @@ static bool rebuild_plan(rp_source *src)
         ivs[i] = (int64_t)sl->interval_s * 1000;
     }
     /* The phase only matters for the first call, which anchors the grid (at create). */
-    int64_t phase = src->opts->start_at_once ? 0 : rp_sched_phase_for(src->def.name);
+    int64_t phase = src->opts->start_at_once
+                        ? 0
+                        : rp_sched_phase_for(src->def.name, src->opts->phase_window_ms);
     rp_sched_set(&src->sched, (int64_t)now_ms(src), phase, keys, ivs, n);
     rp_free(keys);
     rp_free(ivs);

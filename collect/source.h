@@ -34,6 +34,8 @@ typedef struct rp_source_opts {
                                       * batch may stay silent past its statement timeout */
     struct rp_admit *admit;          /* NULL, or the gate every connection attempt passes */
     int connect_spread_ms;           /* first connections start within this window */
+    int phase_window_ms;             /* schedules start at a phase within this window (see
+                                      * rp_sched_phase_for; 0: the default, 10 s) */
     bool start_at_once;              /* read by create and start only: the source skips the
                                       * spread and its schedule's phase, so its first fetch
                                       * runs as soon as it is connected (a source taken over

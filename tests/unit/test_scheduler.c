@@ -123,8 +123,16 @@ static void test_phase_and_update(void)
     is_int(s.entries[1].next_due, 16000, "changed metric is due at the next tick-grid point");
     is_int(s.entries[2].next_due, 16000, "new metric is due at the next tick-grid point");
     is_int(s.tick_ms, 10000, "tick is the GCD of the new set");
-    ok(rp_sched_phase_for("db1") == rp_sched_phase_for("db1"), "phase is stable for a name");
-    ok(rp_sched_phase_for("db1") != rp_sched_phase_for("db2"), "phase differs between names");
+    ok(rp_sched_phase_for("db1", 0) == rp_sched_phase_for("db1", 0), "phase is stable for a name");
+    ok(rp_sched_phase_for("db1", 0) != rp_sched_phase_for("db2", 0), "phase differs between names");
+    bool within = true, beyond = false;
+    for (int i = 0; i < 200; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "s%d", i);
+        within = within && rp_sched_phase_for(name, 0) < RP_SCHED_PHASE_MS;
+        beyond = beyond || rp_sched_phase_for(name, 60000) >= RP_SCHED_PHASE_MS;
+    }
+    ok(within && beyond, "phases within the default window, or over a fleet's wider one");
     rp_sched_set(&s, 8000, 0, NULL, NULL, 0);
     is_int(rp_sched_next(&s), RP_SCHED_NEVER, "empty schedule never wakes");
     rp_sched_fini(&s);

@@ -30,7 +30,7 @@ static const char list_sql[] =
 
 typedef struct entry {
     rp_source_def def; /* a copy */
-    char **dbs;        /* the last good list: "<name suffix>\t<conn_str>" (owned) */
+    char **dbs;        /* the last good list: "<name suffix>\t<conn_str>[\t<role>]" (owned) */
     size_t ndbs;
     unsigned gen;      /* bumped when the server or the patterns change */
     bool running;      /* a listing is on the pool */
@@ -60,7 +60,7 @@ typedef struct job {
     char *conn_str, *include, *exclude; /* copies: the worker never reads e */
     int timeout_s;
     bool patroni, only_primary;
-    char **dbs; /* "<name suffix>\t<conn_str>" */
+    char **dbs; /* "<name suffix>\t<conn_str>[\t<role>]" */
     size_t ndbs, cap;
     char **failed; /* patroni: name prefixes of members that could not be listed */
     size_t nfailed, cap_failed;
@@ -107,19 +107,19 @@ static void free_found(rp_discovery *d)
  *-------------------------------------------------------------------------
  */
 
-static void add_item(job *j, const char *prefix, const char *db, const char *conn)
+static void add_item(job *j, const char *prefix, const char *db, const char *conn, const char *role)
 {
     char *dc = NULL, err[256];
     if (rp_connstr_with_dbname(conn, db, &dc, err, sizeof(err)) < 0)
         return; /* conn was accepted by libpq a moment ago */
     rp_buf b = RP_BUF_INIT;
-    rp_buf_printf(&b, "%s%s\t%s", prefix, db, dc);
+    rp_buf_printf(&b, "%s%s\t%s%s%s", prefix, db, dc, role ? "\t" : "", role ? role : "");
     rp_free(dc);
     rp_grow((void **)&j->dbs, &j->cap, j->ndbs + 1, sizeof(char *));
     j->dbs[j->ndbs++] = b.data;
 }
 
-static int list_query(job *j, PGconn *c, const char *conn, const char *prefix)
+static int list_query(job *j, PGconn *c, const char *conn, const char *prefix, const char *role)
 {
     char why[400], set[64];
     snprintf(set, sizeof(set), "set statement_timeout = %d", j->timeout_s * 1000);
@@ -133,13 +133,14 @@ static int list_query(job *j, PGconn *c, const char *conn, const char *prefix)
         return -EIO;
     }
     for (int i = 0; i < PQntuples(res); i++)
-        add_item(j, prefix, PQgetvalue(res, i, 0), conn);
+        add_item(j, prefix, PQgetvalue(res, i, 0), conn, role);
     PQclear(res);
     return 0;
 }
 
-/* The databases of the server conn reaches, as items named prefix + dbname. */
-static int list_server(job *j, const char *conn, const char *prefix)
+/* The databases of the server conn reaches, as items named prefix + dbname (with the
+ * server's role when a DCS told it). */
+static int list_server(job *j, const char *conn, const char *prefix, const char *role)
 {
     char timeout[16], why[400];
     snprintf(timeout, sizeof(timeout), "%d", j->timeout_s);
@@ -152,7 +153,7 @@ static int list_server(job *j, const char *conn, const char *prefix)
                  c ? rp_pgconn_error(c, conn, why, sizeof(why)) : "out of memory");
         rc = -EIO;
     } else {
-        rc = list_query(j, c, conn, prefix);
+        rc = list_query(j, c, conn, prefix, role);
     }
     PQfinish(c);
     return rc;
@@ -171,7 +172,7 @@ static int list_patroni(job *j)
             continue;
         rp_buf prefix = RP_BUF_INIT;
         rp_buf_printf(&prefix, "%s%s%s_", m.scoped ? "" : mb->scope, m.scoped ? "" : "_", mb->name);
-        if (list_server(j, mb->conn_url, prefix.data) < 0) {
+        if (list_server(j, mb->conn_url, prefix.data, mb->primary ? "primary" : "replica") < 0) {
             if (!j->member_err[0])
                 snprintf(j->member_err, sizeof(j->member_err), "member %.64s: %s", mb->name,
                          j->err);
@@ -189,7 +190,7 @@ static int list_patroni(job *j)
 static void list_work(uv_work_t *w)
 {
     job *j = rp_container_of(w, job, work);
-    j->rc = j->patroni ? list_patroni(j) : list_server(j, j->conn_str, "");
+    j->rc = j->patroni ? list_patroni(j) : list_server(j, j->conn_str, "", NULL);
 }
 
 /*-------------------------------------------------------------------------
@@ -229,7 +230,8 @@ static bool make_source(const entry *e, const char *item, rp_source_def *out)
         rp_free(name);
         return false;
     }
-    char *conn = rp_strdup(item + n + 1);
+    const char *c = item + n + 1, *role = strchr(c, '\t');
+    char *conn = rp_strndup(c, role ? (size_t)(role - c) : strlen(c));
     rp_source_def_copy(out, &e->def);
     rp_free(out->name);
     rp_free(out->conn_str);
@@ -237,6 +239,8 @@ static bool make_source(const entry *e, const char *item, rp_source_def *out)
     out->name = name;
     out->conn_str = conn;
     out->kind = rp_strdup("postgres");
+    rp_free(out->role_hint);
+    out->role_hint = role ? rp_strdup(role + 1) : NULL;
     return true;
 }
 
@@ -254,13 +258,16 @@ static void rebuild(rp_discovery *d)
     }
 }
 
-static size_t count_missing(char **a, size_t na, char **b, size_t nb)
+/* Items of a missing from b: by name only (names_only) or whole (conn_str and role). */
+static size_t count_missing(char **a, size_t na, char **b, size_t nb, bool names_only)
 {
     size_t missing = 0;
     for (size_t i = 0; i < na; i++) {
         bool found = false;
+        size_t n = names_only ? strcspn(a[i], "\t") : strlen(a[i]);
         for (size_t k = 0; k < nb && !found; k++)
-            found = strcmp(a[i], b[k]) == 0;
+            found = strncmp(a[i], b[k], n) == 0 && (b[k][n] == '\0' || names_only) &&
+                    strcspn(b[k], names_only ? "\t" : "") == n;
         missing += !found;
     }
     return missing;
@@ -307,12 +314,13 @@ static void list_taken(rp_discovery *d, entry *e, job *j)
         keep_failed_members(e, j);
     else
         e->err_hash = 0;
-    size_t added = count_missing(j->dbs, j->ndbs, e->dbs, e->ndbs);
-    size_t gone = count_missing(e->dbs, e->ndbs, j->dbs, j->ndbs);
-    if (added == 0 && gone == 0)
+    if (j->ndbs == e->ndbs && count_missing(j->dbs, j->ndbs, e->dbs, e->ndbs, false) == 0)
         return;
+    size_t added = count_missing(j->dbs, j->ndbs, e->dbs, e->ndbs, true);
+    size_t gone = count_missing(e->dbs, e->ndbs, j->dbs, j->ndbs, true);
     rp_log_at(RP_LOG_INFO, e->def.name, NULL, NULL,
-              "database discovery: %zu databases (%zu new, %zu gone)", j->ndbs, added, gone);
+              "database discovery: %zu databases (%zu new, %zu gone, %zu changed)", j->ndbs, added,
+              gone, count_missing(j->dbs, j->ndbs, e->dbs, e->ndbs, false) - added);
     free_list(e->dbs, e->ndbs);
     e->dbs = j->dbs;
     e->ndbs = j->ndbs;

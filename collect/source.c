@@ -566,6 +566,11 @@ static void log_blocked(rp_source *src)
 /* Apply what waited for the batch boundary: a reload (next_def, next_cat) and a change of
  * role or version seen by the runtime query. Never runs while a pipeline is in flight,
  * because items refer to slots by index. */
+static bool str_same(const char *a, const char *b)
+{
+    return a && b ? strcmp(a, b) == 0 : a == b;
+}
+
 static void apply_pending(rp_source *src)
 {
     if (src->next_cat) {
@@ -577,6 +582,8 @@ static void apply_pending(rp_source *src)
         src->cat = src->next_cat;
         src->next_cat = NULL;
         src->plan_dirty = false;
+        if (!str_same(old_def.role_hint, src->def.role_hint))
+            src->runtime_due = 0; /* the role may have changed: read it with the next tick */
         bool changed = rebuild_plan(src); /* old slots point into old_cat until here */
         rp_catalog_unref(old_cat);
         rp_source_def_fini(&old_def);

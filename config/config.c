@@ -452,6 +452,7 @@ void rp_source_def_fini(rp_source_def *d)
     rp_free(d->name);
     rp_free(d->conn_str);
     rp_free(d->kind);
+    rp_free(d->role_hint);
     rp_free(d->group);
     rp_free(d->preset_metrics);
     rp_free(d->preset_metrics_standby);
@@ -526,6 +527,7 @@ void rp_source_def_copy(rp_source_def *dst, const rp_source_def *src)
     dst->no_prepared = src->no_prepared;
     dst->has_custom_metrics = src->has_custom_metrics;
     dst->has_custom_metrics_standby = src->has_custom_metrics_standby;
+    dst->role_hint = dup_or_null(src->role_hint);
 }
 
 static bool str_eq(const char *a, const char *b)
@@ -558,7 +560,7 @@ bool rp_source_def_equal(const rp_source_def *a, const rp_source_def *b)
         !str_eq(a->preset_metrics, b->preset_metrics) ||
         !str_eq(a->preset_metrics_standby, b->preset_metrics_standby) ||
         a->is_enabled != b->is_enabled || a->only_if_master != b->only_if_master ||
-        a->ncustom_tags != b->ncustom_tags)
+        a->ncustom_tags != b->ncustom_tags || !str_eq(a->role_hint, b->role_hint))
         return false;
     if (!intervals_eq(a->custom_metrics, a->ncustom_metrics, b->custom_metrics,
                       b->ncustom_metrics) ||

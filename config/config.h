@@ -136,6 +136,9 @@ typedef struct rp_source_def {
     bool no_prepared;
     bool has_custom_metrics;         /* key present (possibly empty) */
     bool has_custom_metrics_standby; /* key present (possibly empty) */
+    char *role_hint;                 /* not from a file: the role a discovery saw for the
+                                      * server ("primary", "replica"); when it changes the
+                                      * source re-reads the server's role at once */
     rp_mark mark;
     rp_mark name_mark, conn_str_mark, kind_mark, group_mark;
     rp_mark preset_mark, preset_standby_mark;

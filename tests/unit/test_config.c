@@ -275,6 +275,16 @@ static void test_env_and_equality(void)
     ok(!rp_source_def_equal(&copy, &set->sources[0]), "a changed preset is not equal");
     ok(rp_source_def_same_connection(&copy, &set->sources[0]), "but connects the same way");
     rp_source_def_fini(&copy);
+    rp_source_def_copy(&copy, &set->sources[0]);
+    copy.role_hint = rp_strdup("replica");
+    rp_source_def two;
+    rp_source_def_copy(&two, &copy);
+    is_str(two.role_hint, "replica", "a discovery's role hint is copied");
+    ok(!rp_source_def_equal(&copy, &set->sources[0]) &&
+           rp_source_def_same_connection(&copy, &set->sources[0]),
+       "a changed role hint: not equal, same connection (the source is updated, not restarted)");
+    rp_source_def_fini(&two);
+    rp_source_def_fini(&copy);
     rp_source_set_free(set);
 }
 

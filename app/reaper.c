@@ -81,7 +81,6 @@ typedef struct rp_reaper {
     rp_httpget *scraper;     /* HTTP for sources of kind prometheus */
     rp_instcache *instcache; /* instance-level results shared by sources of one instance */
     uint64_t cluster_rounds, cluster_failed_rounds; /* kept at close for the summary */
-    bool cluster_settled;                           /* the first leases were applied */
     size_t disc_entries;                            /* ... and discovery's figures */
     uint64_t disc_listings, disc_failures;
 } rp_reaper;
@@ -456,12 +455,7 @@ static void on_cluster_changed(void *arg)
     rp_reaper *r = arg;
     if (r->shutting_down || !r->set)
         return;
-    /* After the first round, sources arrive from an instance that died, was cut off or
-     * gave them up: collect them at once, not at their phase, to keep the gap short. */
-    r->sopts.start_at_once = r->cluster_settled;
-    r->cluster_settled = true;
     converged n = converge(r);
-    r->sopts.start_at_once = false;
     if (n.added || n.removed)
         rp_log_info("cluster: %zu sources running here, %zu taken, %zu given up",
                     r->live - n.removed, n.added, n.removed);

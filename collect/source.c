@@ -537,9 +537,7 @@ static bool rebuild_plan(rp_source *src)
         ivs[i] = (int64_t)sl->interval_s * 1000;
     }
     /* The phase only matters for the first call, which anchors the grid (at create). */
-    int64_t phase = src->opts->start_at_once
-                        ? 0
-                        : rp_sched_phase_for(src->def.name, src->opts->phase_window_ms);
+    int64_t phase = rp_sched_phase_for(src->def.name, src->opts->phase_window_ms);
     rp_sched_set(&src->sched, (int64_t)now_ms(src), phase, keys, ivs, n);
     rp_free(keys);
     rp_free(ivs);
@@ -1926,9 +1924,8 @@ void rp_source_start(rp_source *src)
         return;
     set_state(src, RP_SOURCE_OFFLINE);
     /* A fleet started at once spreads its first attempts (stable per name). */
-    uint64_t spread = (uint64_t)(src->opts->connect_spread_ms > 0 && !src->opts->start_at_once
-                                     ? src->opts->connect_spread_ms
-                                     : 0);
+    uint64_t spread =
+        (uint64_t)(src->opts->connect_spread_ms > 0 ? src->opts->connect_spread_ms : 0);
     uint64_t delay = spread ? rp_hash_str(RP_HASH_INIT ^ 0x5eed, src->def.name) % spread : 0;
     rp_pgclient_connect_after(&src->client, delay);
 }

@@ -36,10 +36,6 @@ typedef struct rp_source_opts {
     int connect_spread_ms;           /* first connections start within this window */
     int phase_window_ms;             /* schedules start at a phase within this window (see
                                       * rp_sched_phase_for; 0: the default, 10 s) */
-    bool start_at_once;              /* read by create and start only: the source skips the
-                                      * spread and its schedule's phase, so its first fetch
-                                      * runs as soon as it is connected (a source taken over
-                                      * from another instance, see app/cluster.h) */
     int max_connecting;              /* per-metric mode's thread gate (0: no bound) */
     const uint64_t *fence;           /* NULL, or a loop-time deadline (ms): no tick runs at or
                                       * after it (a cluster lease, see app/cluster.h) */

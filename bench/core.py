@@ -99,6 +99,42 @@ def heap_figures(port):
             ('heap samples live (rate %d)' % m['HeapSampleRate'], '%d' % m['HeapSamplesLive'])]
 
 
+def reaper_counts(port):
+    return json.loads(fetch(port, '/debug/vars'))['reaper']
+
+
+def strace_window(pid, port, seconds):
+    """Syscalls of every pgreaper thread over a window, per pipeline (strace -c -f)."""
+    import subprocess
+    import tempfile
+    out = tempfile.NamedTemporaryFile(suffix='.strace', delete=False).name
+    st = subprocess.Popen(['strace', '-c', '-f', '-q', '-o', out, '-p', str(pid)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # attached to every thread
+    c0 = reaper_counts(port)
+    time.sleep(seconds)
+    c1 = reaper_counts(port)
+    st.send_signal(2)
+    st.wait()
+    calls = {}
+    with open(out) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != 'total':
+                calls[parts[-1]] = int(parts[3])
+    os.unlink(out)
+    pipelines = max(c1['pipelines'] - c0['pipelines'], 1)
+    queries = c1['queries'] - c0['queries']
+    # The counters were read over a window slightly shorter than strace's: scale to it.
+    scale = seconds / (seconds + 0.5)
+    per = {k: v * scale / pipelines for k, v in calls.items()}
+    top = ', '.join('%.1f %s' % (v, k) for k, v in
+                    sorted(per.items(), key=lambda kv: -kv[1]) if v >= 0.05)
+    return [('syscalls per pipeline (strace -c -f, %d s)' % seconds,
+             '%.1f (%d queries per pipeline): %s' % (sum(per.values()), queries // pipelines,
+                                                   top))]
+
+
 def capture_costs(port, pid):
     """Wall time and pgreaper CPU of one capture of each profile."""
     rows = []
@@ -135,9 +171,13 @@ def main():
     ap.add_argument('--pprof', action='store_true',
                     help='serve /debug/pprof, read allocation counters from /debug/vars and '
                          'measure the cost of one heap, goroutine and 1 s CPU capture')
+    ap.add_argument('--strace', type=int, default=0, metavar='SECONDS',
+                    help='after the CPU window, count syscalls per pipeline with strace -c -f '
+                         'over SECONDS (implies --pprof for the counters)')
     ap.add_argument('--interval-scale', default='0.0167',
                     help='60 s -> 1 s, 300 s -> 5 s (settings: 2 h -> 120 s)')
     a = ap.parse_args()
+    a.pprof = a.pprof or a.strace > 0
     shim = os.path.join(os.path.dirname(a.binary), 'bench', 'malloc_count.so')
 
     conf = {'max_connections': str(max(100, a.sources + 20)), 'track_io_timing': 'on'}
@@ -184,6 +224,7 @@ def main():
     m1 = vars_counts(vport) if vport else malloc_counts(count_file) if env else (0, 0)
     threads, sm = proc_status_kb(pid, 'Threads'), smaps(pid)
     hwm = proc_status_kb(pid, 'VmHWM')
+    syscalls = strace_window(pid, vport, a.strace) if a.strace else []
     captures = capture_costs(vport, pid) if vport else []
     heap_rows = heap_figures(vport) if vport else []
     rc = r.stop()
@@ -227,7 +268,7 @@ def main():
     if m1[0] == m0[0]:  # pgreaper's own wrappers hide the calls from the LD_PRELOAD counter
         rows = [(k, 'n/a (run with --pprof)') if k.startswith(('malloc', 'bytes alloc')) else (k, v)
                 for k, v in rows]
-    rows += heap_rows + captures
+    rows += syscalls + heap_rows + captures
     w = max(len(k) for k, _ in rows)
     for k, v in rows:
         print('  %-*s  %s' % (w, k, v))

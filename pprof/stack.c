@@ -5,15 +5,23 @@
 #define UNW_LOCAL_ONLY
 #include "pprof/stack.h"
 
+#include <dlfcn.h>
 #include <libunwind.h>
 
 #include "common/compiler.h"
+
+/* glibc's backtrace(), looked up in libc itself: libunwind, linked before libc, exports
+ * a backtrace() (and an _Unwind_Backtrace()) of its own that the plain name binds to. */
+static int (*glibc_backtrace)(void **, int);
 
 void rp_stack_init(void)
 {
     uintptr_t pcs[8];
     unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
-    (void)rp_stack_here(pcs, 8, 0);
+    void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+    if (libc)
+        glibc_backtrace = (int (*)(void **, int))dlsym(libc, "backtrace");
+    (void)rp_stack_here(pcs, 8, 0); /* loads libgcc_s's unwinder: may allocate */
 }
 
 __attribute__((noinline)) int rp_stack_here(uintptr_t *pcs, int max, int skip)
@@ -22,7 +30,7 @@ __attribute__((noinline)) int rp_stack_here(uintptr_t *pcs, int max, int skip)
     int want = max + skip + 1;
     if (want > (int)RP_ARRAY_LEN(raw))
         want = (int)RP_ARRAY_LEN(raw);
-    int n = unw_backtrace(raw, want);
+    int n = glibc_backtrace ? glibc_backtrace(raw, want) : unw_backtrace(raw, want);
     int out = 0;
     for (int i = skip + 1; i < n && out < max; i++)
         pcs[out++] = (uintptr_t)raw[i];

@@ -1,9 +1,16 @@
 /* SPDX-License-Identifier: PostgreSQL
  *
- * Stack capture with libunwind (DWARF unwinding: Debian's libc, libuv and libpq have no
- * frame pointers, so a frame-pointer walk stops after a frame or two inside them).
- * Both functions are async-signal-safe once rp_stack_init() has run: they use only
- * libunwind's local unwinder, which allocates nothing after its warm-up.
+ * Stack capture by DWARF unwinding: Debian's libc, libuv and libpq have no frame
+ * pointers, so a frame-pointer walk stops after a frame or two inside them.
+ *
+ * rp_stack_here() (heap samples, thread stacks) uses glibc's backtrace(), that is
+ * libgcc's unwinder, which finds each frame's unwind table with glibc's lock-free
+ * _dl_find_object(): no system call per frame. libunwind's unw_backtrace() blocks all
+ * signals around dl_iterate_phdr() on each cache miss, two rt_sigprocmask calls a
+ * frame, which were most of the heap profiler's cost in system calls.
+ * rp_stack_from_signal() (CPU samples) unwinds from a signal's ucontext, which only
+ * libunwind does. Both are async-signal-safe once rp_stack_init() has run: neither
+ * allocates after its warm-up.
  */
 #ifndef RP_PPROF_STACK_H
 #define RP_PPROF_STACK_H

@@ -761,9 +761,12 @@ static void log_summary(const rp_reaper *r)
                 (unsigned long long)sink_rows, (unsigned long long)sink_written,
                 (unsigned long long)sink_dropped);
     rp_log_info("summary: sink_rows_unknown=%llu sink_copies_resolved=%llu "
-                "sink_rows_replayed=%llu sink_rows_spooled=%llu",
+                "sink_rows_replayed=%llu sink_rows_spooled=%llu socket_writes=%llu "
+                "writes_coalesced=%llu socket_reads=%llu",
                 (unsigned long long)k->rows_unknown, (unsigned long long)k->copies_resolved,
-                (unsigned long long)k->rows_replayed, (unsigned long long)k->rows_spooled_at_exit);
+                (unsigned long long)k->rows_replayed, (unsigned long long)k->rows_spooled_at_exit,
+                (unsigned long long)t->socket_writes, (unsigned long long)t->writes_coalesced,
+                (unsigned long long)t->socket_reads);
     rp_log_info("summary: sink_batches=%llu sink_bytes=%llu sink_writes=%llu "
                 "sink_write_ms_avg=%.1f sink_write_ms_max=%.1f sink_reconnects=%llu "
                 "sink_write_errors=%llu",
@@ -874,6 +877,7 @@ static void vars_sources(rp_reaper *r, rp_buf *b)
                   "\"disconnects\": %llu, \"session_resets\": %llu, "
                   "\"results_over_cap\": %llu, \"fetches_discarded\": %llu, "
                   "\"cancels\": %llu, \"instance_results_shared\": %llu, "
+                  "\"socket_writes\": %llu, \"writes_coalesced\": %llu, \"socket_reads\": %llu, "
                   "\"connecting\": %d, \"connect_queue\": %zu, "
                   "\"lateness_ms_hist\": [",
                   r->ops->mode, r->live, (unsigned long long)t.ticks,
@@ -884,7 +888,9 @@ static void vars_sources(rp_reaper *r, rp_buf *b)
                   (unsigned long long)t.connect_failures, (unsigned long long)t.disconnects,
                   (unsigned long long)t.session_resets, (unsigned long long)t.results_over_cap,
                   (unsigned long long)t.fetches_discarded, (unsigned long long)t.cancels,
-                  (unsigned long long)t.shared, r->admit.active, r->admit.nqueued);
+                  (unsigned long long)t.shared, (unsigned long long)t.socket_writes,
+                  (unsigned long long)t.writes_coalesced, (unsigned long long)t.socket_reads,
+                  r->admit.active, r->admit.nqueued);
     for (int i = 0; i < 16; i++)
         rp_buf_printf(b, "%s%llu", i ? ", " : "", (unsigned long long)t.lateness_ms_hist[i]);
     rp_buf_puts(b, "]},\n");
@@ -1033,7 +1039,8 @@ static int init_loop(rp_reaper *r)
     r->sopts.runtime_refresh_ms = 60000;
     r->sopts.interval_scale = r->opts->interval_scale;
     r->sopts.no_prepared = r->opts->no_prepared;
-    r->sopts.tcp_cork = !r->opts->no_tcp_cork;
+    r->sopts.coalesce_writes = !r->opts->no_write_coalescing;
+    r->sopts.coalesce_reads = !r->opts->no_read_coalescing;
     r->sopts.libpq_trace_dir = r->opts->libpq_trace;
     r->sopts.retired = &r->totals;
     r->sopts.max_conns = r->opts->max_conns_per_db;

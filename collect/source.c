@@ -41,6 +41,7 @@
 #include "pgio/client.h"
 #include "pgio/connstr.h"
 #include "pgio/pgconn.h"
+#include "pgio/sendbuf.h"
 
 #define ERROR_RELOG_MS     (10 * 60 * 1000)
 #define SKIP_MS            (10 * 60 * 1000) /* a metric the server cannot run */
@@ -125,6 +126,7 @@ struct rp_source {
     char *masked_conn; /* conn_str with passwords masked, for messages */
 
     rp_pgclient client; /* resolve, connect, back off; client.conn is the connection */
+    rp_sendbuf sendbuf; /* a pipeline's writes, sent with one send() (pgio/sendbuf.h) */
     FILE *trace;
     int io_events;
     bool is_tcp;
@@ -179,7 +181,14 @@ struct rp_source {
     size_t nrows;                   /* rows kept */
     uint64_t seen_rows, seen_bytes; /* of the current result, kept or not */
     bool over_cap;
-    uv_timer_t yield_timer; /* resumes reading after a yield */
+    uv_timer_t yield_timer; /* resumes reading after a yield, or a settle wait */
+
+    /* settling: reading a pipeline's answers when they are expected to be complete */
+    bool settling;      /* the socket is not watched; the settle timer reads */
+    bool settle_read;   /* this pump was started by the settle timer */
+    int settles;        /* settle waits for the current pipeline */
+    uint32_t settle_us; /* learnt: expected answer time per sync segment */
+    uint64_t sent_ns;   /* uv_hrtime() when the pipeline was written */
 
     /* the batch deadline: silence, not duration (see step_busy) */
     uint64_t last_progress; /* loop ms: the pipeline was sent or bytes came back */
@@ -196,6 +205,7 @@ struct rp_source {
 
 static void step(rp_source *src, rp_event ev);
 static void enter_ready(rp_source *src);
+static int settle(rp_source *src);
 static void enter_backoff(rp_source *src, const char *why);
 static void enter_closing(rp_source *src);
 static void send_pipeline(rp_source *src, const size_t *due, size_t ndue, bool runtime);
@@ -318,9 +328,11 @@ static void disconnect(rp_source *src)
     set_instance(src, 0);
     src->single_set = false;
     uv_timer_stop(&src->yield_timer);
+    src->settling = false;
     src->cur_timeout_ms = -1;
     src->nitems = src->cur_item = 0;
     src->nstale = 0; /* the server forgot them with the connection */
+    rp_sendbuf_discard(&src->sendbuf);
 }
 
 /*-------------------------------------------------------------------------
@@ -909,10 +921,34 @@ static int send_deallocations(rp_source *src)
     return 0;
 }
 
-static void cork(rp_source *src, int on)
+/* libpq 15 writes at every sync point: gather a pipeline's writes into one send(). */
+static void coalesce(rp_source *src, bool on)
 {
-    if (src->is_tcp && src->opts->tcp_cork)
-        (void)setsockopt(PQsocket(src->client.conn), IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
+    if (!src->opts->coalesce_writes)
+        return;
+    if (on)
+        rp_sendbuf_begin(&src->sendbuf, PQsocket(src->client.conn));
+    else
+        rp_sendbuf_end(&src->sendbuf);
+}
+
+/* Write what the pipeline left pending: our burst first, then libpq's own buffer.
+ * Returns 1 when the socket must be watched for writing, 0 when all is out, or < 0. */
+static int flush_out(rp_source *src)
+{
+    int g = rp_sendbuf_flush(&src->sendbuf);
+    src->stats.socket_writes = src->sendbuf.sends;
+    src->stats.writes_coalesced = src->sendbuf.coalesced;
+    if (g != 0)
+        return g;
+    int f = PQflush(src->client.conn);
+    return f < 0 ? -EIO : f;
+}
+
+/* Why flush_out failed. */
+static const char *flush_error(rp_source *src, int f)
+{
+    return f == -EIO ? conn_error(src) : strerror(-f);
 }
 
 /* The current item of a console batch, with the simple protocol. */
@@ -973,7 +1009,7 @@ static void send_pipeline(rp_source *src, const size_t *due, size_t ndue, bool r
     set_state(src, RP_SOURCE_BUSY);
     src->nitems = src->cur_item = 0;
     src->null_streak = 0;
-    cork(src, 1);
+    coalesce(src, true);
     int rc = 0;
     int max_timeout = 0;
     if (runtime) {
@@ -990,7 +1026,7 @@ static void send_pipeline(rp_source *src, const size_t *due, size_t ndue, bool r
         int t = metric_timeout_ms(src, &src->slots[due[i]]);
         max_timeout = t > max_timeout ? t : max_timeout;
     }
-    cork(src, 0);
+    coalesce(src, false);
     if (rc < 0) {
         enter_backoff(src, conn_error(src));
         return;
@@ -1001,14 +1037,19 @@ static void send_pipeline(rp_source *src, const size_t *due, size_t ndue, bool r
     src->last_progress = now_ms(src);
     src->cancel_sent = false;
     arm_deadline(src, (uint64_t)src->quiet_ms);
-    /* Usually everything went out with the syncs: then the socket stays watched for
-     * reading only, as in READY, and no epoll change is needed for this tick. */
-    int f = PQflush(src->client.conn);
+    /* Usually everything goes out at once: then the socket stays watched for reading
+     * only, as in READY, and no epoll change is needed for this tick. */
+    int f = flush_out(src);
     if (f < 0) {
-        enter_backoff(src, conn_error(src));
+        enter_backoff(src, flush_error(src, f));
         return;
     }
-    if (watch(src, f == 1 ? UV_READABLE | UV_WRITABLE : UV_READABLE) < 0)
+    src->settles = 0;
+    src->sent_ns = uv_hrtime();
+    int w = f == 0 && src->opts->coalesce_reads
+                ? settle(src)
+                : watch(src, f == 1 ? UV_READABLE | UV_WRITABLE : UV_READABLE);
+    if (w < 0)
         enter_backoff(src, "could not watch the connection's socket");
 }
 
@@ -1591,20 +1632,96 @@ static void batch_done(rp_source *src)
     enter_ready(src);
 }
 
+/*
+ * Settling. The server flushes at every sync point, so the answers to a pipeline arrive
+ * one metric at a time, and a reader that watches the socket wakes up and reads once per
+ * metric. Instead, once a pipeline is written, its socket is not watched: a timer fires
+ * when the answers are expected to be complete and one read takes them all. The
+ * expectation is learnt per source, in microseconds per sync segment: lowered slowly
+ * while the first read finds everything, raised at once when it does not. A pipeline
+ * still unfinished is read again when the rest should be there at the pace of its
+ * answers so far (or, before any, after as long again as it has taken); the
+ * SETTLE_READS-th read hands over to watching the socket. A metric's
+ * time is still the time it was sent; only the reading waits, SETTLE_MAX_MS at most.
+ */
+#define SETTLE_MAX_MS   20
+#define SETTLE_READS    4
+#define SETTLE_US_FIRST 200
+#define SETTLE_US_MIN   10
+#define SETTLE_US_MAX   (SETTLE_MAX_MS * 1000)
+
+static void on_settle_timer(uv_timer_t *t)
+{
+    rp_source *src = t->data;
+    src->io_events = UV_READABLE; /* read what came meanwhile */
+    src->settle_read = true;
+    step(src, EV_RESUME);
+    src->settle_read = false;
+}
+
+/* How long the rest of the pipeline should take: at the pace of its answers so far, or
+ * at the learnt pace before any came. */
+static uint64_t settle_wait_ms(const rp_source *src)
+{
+    uint64_t done = 0, left = 0;
+    for (size_t i = 0; i < src->nitems; i++)
+        if (src->items[i].kind == ITEM_SYNC)
+            i < src->cur_item ? done++ : left++;
+    uint64_t elapsed_us = (uv_hrtime() - src->sent_ns) / 1000;
+    uint64_t us = done > 0 ? elapsed_us / done : src->settle_us;
+    uint64_t ms = (left * us + 999) / 1000;
+    if (done == 0 && src->settles > 0) /* nothing yet: as long again as so far */
+        ms = (elapsed_us + 999) / 1000;
+    return ms < 1 ? 1 : ms > SETTLE_MAX_MS ? SETTLE_MAX_MS : ms;
+}
+
+/* Stop watching the socket and read when the answers should be there. 0, or < 0. */
+static int settle(rp_source *src)
+{
+    int rc = watch(src, 0);
+    if (rc < 0)
+        return rc;
+    src->settling = true;
+    src->settles++;
+    uv_update_time(src->opts->loop); /* the wait starts now, not when this loop turn began */
+    uv_timer_start(&src->yield_timer, on_settle_timer, settle_wait_ms(src), 0);
+    return 0;
+}
+
+/* After a settle read that left the pipeline unfinished: wait again (0), or watch. */
+static int settle_again(rp_source *src)
+{
+    uint32_t us = src->settle_us + src->settle_us / 4 + 1;
+    src->settle_us = us > SETTLE_US_MAX ? SETTLE_US_MAX : us;
+    if (src->settles < SETTLE_READS)
+        return settle(src);
+    src->settling = false;
+    return watch(src, UV_READABLE);
+}
+
+/* The pipeline is complete: learn from how many waits it took. */
+static void settle_done(rp_source *src)
+{
+    if (src->settling && src->settles == 1 && src->settle_us > SETTLE_US_MIN)
+        src->settle_us -= src->settle_us / 32 + 1;
+    src->settling = false;
+}
+
 /* Socket activity (or a resumed read) while a pipeline is in flight (BUSY or DRAINING). */
 static void pump(rp_source *src)
 {
     if (src->io_events & UV_READABLE) {
         src->last_progress = now_ms(src);
         src->cancel_sent = false;
+        src->stats.socket_reads++;
         if (!PQconsumeInput(src->client.conn)) {
             enter_backoff(src, conn_error(src));
             return;
         }
     }
-    int f = PQflush(src->client.conn);
+    int f = flush_out(src);
     if (f < 0) {
-        enter_backoff(src, conn_error(src));
+        enter_backoff(src, flush_error(src, f));
         return;
     }
     int rc = drain_results(src);
@@ -1617,12 +1734,23 @@ static void pump(rp_source *src)
         return;
     }
     if (rc == 1) {
+        settle_done(src);
         batch_done(src);
         return;
     }
-    if (rc == 2) /* more is buffered: let other sources run, then go on */
+    if (rc == 2) { /* more is buffered: let other sources run, then go on */
         uv_timer_start(&src->yield_timer, on_yield_timer, 0, 0);
-    if (watch(src, f == 1 ? UV_READABLE | UV_WRITABLE : UV_READABLE) < 0)
+        if (src->settling)
+            return;
+    }
+    int w;
+    if (src->settling && f == 0) {
+        w = settle_again(src);
+    } else {
+        src->settling = false;
+        w = watch(src, f == 1 ? UV_READABLE | UV_WRITABLE : UV_READABLE);
+    }
+    if (w < 0)
         enter_backoff(src, "could not watch the connection's socket");
 }
 
@@ -1913,6 +2041,7 @@ rp_source *rp_source_create(const rp_source_opts *opts, const rp_source_def *def
     uv_timer_init(opts->loop, &src->tick_timer);
     uv_timer_init(opts->loop, &src->io_timer);
     uv_timer_init(opts->loop, &src->yield_timer);
+    src->settle_us = SETTLE_US_FIRST;
     src->tick_timer.data = src->io_timer.data = src->yield_timer.data = src;
     (void)rebuild_plan(src);
     return src;
@@ -1970,6 +2099,7 @@ static void free_source(rp_source *src)
     rp_free(src->items);
     rp_free(src->stale);
     rp_buf_fini(&src->arena);
+    rp_sendbuf_fini(&src->sendbuf);
     rp_free(src->cells);
     drop_pending(src);
     rp_free(src->masked_conn);

@@ -45,7 +45,8 @@ typedef struct rp_source_opts {
     int runtime_refresh_ms;          /* how often role and version are re-read */
     double interval_scale;           /* multiplies every metric interval */
     bool no_prepared;                /* global --no-prepared */
-    bool tcp_cork;                   /* hold TCP_CORK while writing a pipeline (TCP sockets) */
+    bool coalesce_writes;            /* write a pipeline with one send() (pgio/sendbuf.h) */
+    bool coalesce_reads;             /* read a pipeline's answers when they should be complete */
     const char *libpq_trace_dir;     /* NULL, or a folder for one libpq trace file per source */
     struct rp_source_stats *retired; /* NULL, or where a source adds its counters when freed */
     int max_conns;                   /* per-metric mode: connections per source */
@@ -73,6 +74,9 @@ typedef struct rp_source_stats {
                                     * running query was cancelled, the connection kept */
     uint64_t shared;               /* instance-level results stored from another source's
                                     * fetch of the same instance instead of a query */
+    uint64_t socket_writes;        /* send() calls that wrote coalesced pipelines */
+    uint64_t writes_coalesced;     /* libpq's send() calls gathered into them */
+    uint64_t socket_reads;         /* reads of a pipeline's answers (PQconsumeInput) */
     uint64_t lateness_ms_hist[16]; /* tick lateness: bucket i counts [2^(i-1), 2^i) ms */
 } rp_source_stats;
 

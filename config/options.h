@@ -44,7 +44,8 @@ typedef struct rp_options {
     int64_t maintenance_interval_ms; /* PostgreSQL sink; 0 = never */
     double interval_scale;
     bool no_prepared;
-    bool no_tcp_cork;
+    bool no_write_coalescing;
+    bool no_read_coalescing;
     bool no_instance_sharing;
     bool config_triggers;
     bool allow_unknown_keys;

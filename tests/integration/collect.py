@@ -133,6 +133,13 @@ def main():
          runs[:8])
     t.ok(all(x['syncs'] == x['executes'] for x in runs), 'a sync point after each query', runs)
     t.is_(len(runs), s.get('pipelines'), 'one send-flight per pipeline: one round trip per tick')
+    t.is_(s.get('socket_writes'), s.get('pipelines'), 'one send() per pipeline')
+    t.ok(s.get('writes_coalesced', 0) >= s.get('queries', 0),
+         "libpq's writes at each sync point were gathered into it", s)
+    # The answers come one sync point at a time (3-6 a pipeline here); read settling takes
+    # them with about one read per pipeline.
+    t.ok(s.get('socket_reads', 0) <= 1.75 * s.get('pipelines', 1),
+         'about one read per pipeline, not one per answer', s)
     t.done()
 
 

@@ -609,12 +609,17 @@ static figures compute(const child *ch)
     return f;
 }
 
-static void by_role(rp_buf *out, const sample *s, bool tasks)
+enum { COUNT_THREADS = 1, COUNT_TASKS = 2 };
+
+/* Threads, tasks or both (what counts): the total, then the count of each role. */
+static void by_role(rp_buf *out, const sample *s, int what)
 {
     const char *sep = " (";
-    rp_buf_printf(out, "%d", tasks ? s->tasks : s->threads);
+    rp_buf_printf(out, "%d",
+                  (what & COUNT_THREADS ? s->threads : 0) + (what & COUNT_TASKS ? s->tasks : 0));
     for (int i = 0; i < s->nroles; i++) {
-        int n = tasks ? s->role_tasks[i] : s->role_threads[i];
+        int n = (what & COUNT_THREADS ? s->role_threads[i] : 0) +
+                (what & COUNT_TASKS ? s->role_tasks[i] : 0);
         if (n == 0)
             continue;
         rp_buf_printf(out, "%s%s %d", sep, s->roles[i], n);
@@ -632,12 +637,12 @@ static bool cell(int r, const child *ch, const figures *f, const char **label, r
     const sample *s = &ch->last;
     switch (r) {
     case 0:
-        *label = "goroutine-equivalents: event-loop tasks (by role)";
-        by_role(out, s, true);
+        *label = "goroutine-equivalents: threads + event-loop tasks (by role)";
+        by_role(out, s, COUNT_THREADS | COUNT_TASKS);
         break;
     case 1:
         *label = "OS threads (by role)";
-        by_role(out, s, false);
+        by_role(out, s, COUNT_THREADS);
         break;
     case 2:
         *label = "live heap: HeapAlloc / inuse_space";

@@ -38,8 +38,16 @@
 
 typedef struct pm_source pm_source;
 
+/* A statement prepared on one connection: its name is rp_pm_<index>. */
+typedef struct pm_stmt {
+    uint64_t hash;
+    char *sql; /* owned copy */
+} pm_stmt;
+
 typedef struct pm_conn {
     PGconn *conn;
+    pm_stmt *stmts; /* prepared on this connection, owned */
+    size_t nstmts, cap_stmts;
     int timeout_ms; /* statement_timeout set on it; -1 unknown */
     bool discard;   /* a metric changed its session: close it at checkin (not a failure) */
     bool local;     /* the server runs on this host (see collect/native.h) */
@@ -321,6 +329,15 @@ static pm_conn *open_locked(pm_source *s)
     return c;
 }
 
+static void conn_free(pm_conn *c)
+{
+    PQfinish(c->conn);
+    for (size_t i = 0; i < c->nstmts; i++)
+        rp_free(c->stmts[i].sql);
+    rp_free(c->stmts);
+    rp_free(c);
+}
+
 /* Blocking checkout: an idle connection, a new one while under the limit, else wait. */
 static pm_conn *checkout(pm_source *s)
 {
@@ -345,14 +362,12 @@ static void checkin(pm_source *s, pm_conn *c, bool broken)
 {
     pthread_mutex_lock(&s->lock);
     if (c->discard) {
-        PQfinish(c->conn);
-        free(c);
+        conn_free(c);
         s->nopen--;
     } else if (broken || PQstatus(c->conn) != CONNECTION_OK) {
         char why[512];
         rp_pgconn_error(c->conn, s->def.conn_str, why, sizeof(why));
-        PQfinish(c->conn);
-        free(c);
+        conn_free(c);
         s->nopen--;
         s->stats.disconnects++;
         if (!s->down_logged)
@@ -369,10 +384,8 @@ static void checkin(pm_source *s, pm_conn *c, bool broken)
 
 static void close_pool(pm_source *s)
 {
-    for (size_t i = 0; i < s->nidle; i++) {
-        PQfinish(s->idle[i]->conn);
-        free(s->idle[i]);
-    }
+    for (size_t i = 0; i < s->nidle; i++)
+        conn_free(s->idle[i]);
     s->nidle = 0;
     s->nopen = 0;
 }
@@ -455,6 +468,37 @@ static int set_timeout(pm_source *s, pm_conn *c, int ms)
     PQclear(res);
     c->timeout_ms = ok ? ms : -1;
     return ok ? 0 : -EIO;
+}
+
+/*
+ * Run a metric's SQL the way pgx runs a query by default (QueryExecModeCacheStatement),
+ * as pgwatch 3 does: prepared on first use on each pooled connection (one more round
+ * trip), then Bind/Execute by name. For a pooler's console, the simple protocol (all it
+ * takes); through a pooler in transaction mode (--no-prepared, no_prepared), the unnamed
+ * statement (pgx's exec mode).
+ */
+static PGresult *exec_metric(pm_source *s, pm_conn *c, const char *sql)
+{
+    if (rp_source_def_console(&s->def))
+        return PQexec(c->conn, sql);
+    if (s->opts->no_prepared || s->def.no_prepared)
+        return PQexecParams(c->conn, sql, 0, NULL, NULL, NULL, NULL, 0);
+    uint64_t h = rp_hash_str(RP_HASH_INIT, sql);
+    size_t i = 0;
+    while (i < c->nstmts && (c->stmts[i].hash != h || strcmp(c->stmts[i].sql, sql) != 0))
+        i++;
+    char name[32];
+    snprintf(name, sizeof(name), "rp_pm_%zu", i);
+    if (i == c->nstmts) {
+        PGresult *res = PQprepare(c->conn, name, sql, 0, NULL);
+        count_round_trip(s);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            return res; /* the metric's error, as its execution would report it */
+        PQclear(res);
+        rp_grow((void **)&c->stmts, &c->cap_stmts, c->nstmts + 1, sizeof(pm_stmt));
+        c->stmts[c->nstmts++] = (pm_stmt){.hash = h, .sql = rp_strdup(sql)};
+    }
+    return PQexecPrepared(c->conn, name, 0, NULL, NULL, NULL, 0);
 }
 
 static void metric_failed(pm_worker *w, const PGresult *res)
@@ -734,7 +778,7 @@ static int run_metric(pm_worker *w, pm_conn *c)
     w->cancel = PQgetCancel(c->conn);
     pthread_mutex_unlock(&s->lock);
     int64_t t = rp_clock_wall_ns();
-    PGresult *res = PQexec(c->conn, sql);
+    PGresult *res = exec_metric(s, c, sql);
     pthread_mutex_lock(&s->lock);
     PQfreeCancel(w->cancel);
     w->cancel = NULL;

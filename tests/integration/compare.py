@@ -40,6 +40,11 @@ def main():
     m = re.search(r'\| OS threads \(by role\) \| (\d+) .*\| (\d+) \(.*metric (\d+)', out)
     t.ok(m and int(m.group(1)) <= 3 and int(m.group(3)) >= 20,
          'batch mode at most 3 threads; per-metric mode one thread per metric', out)
+    g = re.search(r'\| goroutine-equivalents: threads \+ event-loop tasks \(by role\) \| (\d+) \(.*'
+                  r'\| (\d+) \(.*metric (\d+)', out)
+    t.ok(g and int(g.group(2)) - int(g.group(1)) >= int(g.group(3)) - 3,
+         'goroutine-equivalents: per-metric mode counts its metric threads, batch mode does not '
+         'have them', out)
     profiles = [os.path.join(d, 'md', '%s.%s.pb.gz' % (mode, kind))
                 for mode in ('batch', 'per-metric') for kind in ('heap', 'goroutine')]
     t.ok(all(os.path.getsize(p) > 0 for p in profiles), 'both modes\' heap and goroutine '

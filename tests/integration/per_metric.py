@@ -83,6 +83,15 @@ def check_same_measurements(t, pg, binary):
     t.ok(worst <= 2, 'row counts within one interval at each end (worst difference %d)' % worst,
          str(sorted((k, sa[k], sb[k]) for k in keys)))
     t.is_(b.rc, 0, 'per-metric mode shuts down cleanly (threads joined)')
+    # As pgx runs them for pgwatch: prepared once per pooled connection, then executed by
+    # name (the server logs each step of the extended protocol with its statement name).
+    with open(pg.log) as f:
+        log = f.read()
+    parses, executes = log.count('parse rp_pm_'), log.count('execute rp_pm_')
+    t.ok(executes >= sb[('m0', 'db1')] + sb[('m9', 'db2')],
+         'per-metric: metrics run as named prepared statements (%d executions)' % executes)
+    t.ok(0 < parses <= 8 * NMETRICS and parses * 2 < executes,
+         'per-metric: each prepared once per connection, not per run (%d parses)' % parses)
 
 
 def check_batch_scaling(t, pg, binary):
@@ -115,7 +124,7 @@ def check_recovery(t, pg, binary):
 
 def main():
     t = Tap()
-    pg = Postgres('permetric', {'max_connections': '100'})
+    pg = Postgres('permetric', {'max_connections': '100', 'log_min_duration_statement': '0'})
     binary = sys.argv[1]
     check_same_measurements(t, pg, binary)
     check_batch_scaling(t, pg, binary)

@@ -96,6 +96,7 @@ typedef struct slot {
     int interval_s;
     uint32_t shared_gen; /* instance-level: the last result stored (collect/instcache.h) */
     const char *sql;     /* for the server version; NULL: nothing to run */
+    uint64_t mkey;       /* rp_instcache_metric_key of name and sql; 0: not computed */
     uint32_t stmt_id;    /* the prepared statement is rp_<stmt_id> */
     bool prepared;
     bool no_sql_logged;
@@ -382,9 +383,12 @@ size_t rp_source_write_rows(const rp_source_opts *opts, const rp_source_def *def
     return values;
 }
 
-static uint64_t metric_key(const slot *sl)
+/* The instance cache's key of the slot's metric (hashing the SQL text once per choice). */
+static uint64_t metric_key(slot *sl)
 {
-    return rp_instcache_metric_key(sl->def->name, sl->sql);
+    if (!sl->mkey)
+        sl->mkey = rp_instcache_metric_key(sl->def->name, sl->sql);
+    return sl->mkey;
 }
 
 static void emit_instance_up(rp_source *src, bool up)
@@ -426,6 +430,7 @@ static void choose_change_sql(rp_source *src, slot *sl)
 
 static void choose_sql(rp_source *src, slot *sl)
 {
+    sl->mkey = 0;
     if (!src->role_known) { /* the server version is not known yet */
         sl->sql = NULL;
         return;

@@ -58,7 +58,7 @@ const rp_opt_def rp_opt_table[] = {
     {"shutdown-timeout", "PGREAPER_SHUTDOWN_TIMEOUT", RP_OPT_INT, OFF(shutdown_timeout_s), 0, 3600,
      "SECONDS", "10", "on SIGTERM, wait this long for in-flight batches"},
     {"batching-delay", "PGREAPER_BATCHING_DELAY", RP_OPT_DURATION, OFF(batching_delay_ms), 10,
-     3600000, "DURATION", "1s",
+     3600000, "DURATION", "5s",
      "PostgreSQL sink: how long measurements wait to be written together"},
     {"sink-buffer-bytes", "PGREAPER_SINK_BUFFER_BYTES", RP_OPT_BYTES, OFF(sink_buffer_bytes), 65536,
      0, "BYTES", "64MiB",
@@ -136,7 +136,7 @@ void rp_options_init(rp_options *o)
     o->lease_ttl_ms = 30000;
     o->connect_spread_ms = 10000;
     o->shutdown_timeout_s = 10;
-    o->batching_delay_ms = 1000;
+    o->batching_delay_ms = 5000;
     o->sink_buffer_bytes = 64LL << 20;
     o->partition_interval_ms = 86400000;
     o->retention_ms = 14LL * 86400000;

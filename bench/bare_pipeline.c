@@ -101,7 +101,8 @@ static long cycle(PGconn *c, int n, int sync_each, long *errors)
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: bare_pipeline CONNINFO SQLFILE SECONDS [INTERVAL_MS] [--sync-each]\n");
+        fprintf(stderr,
+                "usage: bare_pipeline CONNINFO SQLFILE SECONDS [INTERVAL_MS] [--sync-each]\n");
         return 2;
     }
     int n = 0;
@@ -130,7 +131,8 @@ int main(int argc, char **argv)
         next += interval;
         double wait = next - now_ms();
         if (wait > 0) {
-            struct timespec ts = {(time_t)(wait / 1e3), (long)((wait - (long)(wait / 1e3) * 1e3) * 1e6)};
+            struct timespec ts = {(time_t)(wait / 1e3),
+                                  (long)((wait - (long)(wait / 1e3) * 1e3) * 1e6)};
             nanosleep(&ts, NULL);
         }
     }

@@ -21,8 +21,7 @@ extern ssize_t __send(int fd, const void *buf, size_t len, int flags);
 /* This thread's open burst, if any. */
 static __thread rp_sendbuf *open_burst;
 
-__attribute__((visibility("default"))) ssize_t send(int fd, const void *buf, size_t len,
-                                                    int flags)
+__attribute__((visibility("default"))) ssize_t send(int fd, const void *buf, size_t len, int flags)
 {
     rp_sendbuf *sb = open_burst;
     if (rp_likely(!sb || sb->fd != fd))

@@ -28,10 +28,10 @@
 #include "common/buf.h"
 
 typedef struct rp_sendbuf {
-    rp_buf buf;   /* bytes of the burst not yet written */
-    size_t off;   /* of which the first off have been written */
-    int fd;       /* the socket, -1 when nothing is pending */
-    uint64_t sends; /* send() calls made by rp_sendbuf_flush (counter) */
+    rp_buf buf;         /* bytes of the burst not yet written */
+    size_t off;         /* of which the first off have been written */
+    int fd;             /* the socket, -1 when nothing is pending */
+    uint64_t sends;     /* send() calls made by rp_sendbuf_flush (counter) */
     uint64_t coalesced; /* send() calls of libpq's taken into a burst (counter) */
 } rp_sendbuf;
 

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Install the Debian packages pgreaper needs to build, run and test, if any is missing.
-# Usage: scripts/deps.sh [--test]   (--test adds what the test suite needs)
+# Usage: scripts/deps.sh [--test|--bench]
+#   --test adds what the test suite needs; --bench adds that and the peers of bench/peers.py
 set -euo pipefail
 
 pkgs=(meson ninja-build pkg-config gcc libc6-dev python3 libuv1-dev libpq-dev libyaml-dev
       zlib1g-dev libprotobuf-c-dev protobuf-c-compiler libunwind-dev libcurl4-openssl-dev
       libcjson-dev postgresql-15 postgresql-client-15)
-if [ "${1:-}" = "--test" ]; then
+if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
     pkgs+=(valgrind clang-format golang-go python3-yaml iproute2 pgbouncer pgpool2
           prometheus-postgres-exporter prometheus-node-exporter patroni etcd-server)
+fi
+if [ "${1:-}" = "--bench" ]; then
+    pkgs+=(collectd-core strace)
 fi
 
 missing=()

@@ -103,17 +103,14 @@ def reaper_counts(port):
     return json.loads(fetch(port, '/debug/vars'))['reaper']
 
 
-def strace_window(pid, port, seconds):
-    """Syscalls of every pgreaper thread over a window, per pipeline (strace -c -f)."""
+def strace_counts(pid, during):
+    """System calls by name of every thread of pid (strace -c -f) while during() runs."""
     import subprocess
     import tempfile
     out = tempfile.NamedTemporaryFile(suffix='.strace', delete=False).name
     st = subprocess.Popen(['strace', '-c', '-f', '-q', '-o', out, '-p', str(pid)],
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)  # attached to every thread
-    c0 = reaper_counts(port)
-    time.sleep(seconds)
-    c1 = reaper_counts(port)
+    during()
     st.send_signal(2)
     st.wait()
     calls = {}
@@ -123,6 +120,21 @@ def strace_window(pid, port, seconds):
             if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != 'total':
                 calls[parts[-1]] = int(parts[3])
     os.unlink(out)
+    return calls
+
+
+def strace_window(pid, port, seconds):
+    """Syscalls of every pgreaper thread over a window, per pipeline (strace -c -f)."""
+    c = []
+
+    def during():
+        time.sleep(0.5)  # attached to every thread
+        c.append(reaper_counts(port))
+        time.sleep(seconds)
+        c.append(reaper_counts(port))
+
+    calls = strace_counts(pid, during)
+    c0, c1 = c
     pipelines = max(c1['pipelines'] - c0['pipelines'], 1)
     queries = c1['queries'] - c0['queries']
     # The counters were read over a window slightly shorter than strace's: scale to it.

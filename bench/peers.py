@@ -39,7 +39,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'tests', 'lib'))
 sys.path.insert(0, HERE)
-from core import proc_cpu, setup_databases  # noqa: E402
+from core import proc_cpu, setup_databases, strace_counts  # noqa: E402
 from pgharness import Postgres  # noqa: E402
 
 WARMUP = 6
@@ -145,24 +145,6 @@ def cpu_of(pids):
     return total
 
 
-def strace_calls(pid, seconds, tick):
-    """Syscalls of every thread of pid over seconds, while tick(deadline) drives it."""
-    out = tempfile.NamedTemporaryFile(suffix='.strace', delete=False).name
-    st = subprocess.Popen(['strace', '-c', '-f', '-q', '-o', out, '-p', str(pid)],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    tick(time.time() + seconds)
-    st.send_signal(signal.SIGINT)
-    st.wait()
-    calls = {}
-    with open(out) as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != 'total':
-                calls[parts[-1]] = int(parts[3])
-    os.unlink(out)
-    return calls
-
-
 class Peer:
     def __init__(self, label, argv, env=None, scrape=None, sink_db=None):
         self.label, self.argv, self.env, self.scrape, self.sink_db = (label, argv, env, scrape,
@@ -205,7 +187,7 @@ class Peer:
         self.backend.append((cpu_of(be) - b0) / el)
         self.sink.append((cpu_of(sk) - s0) / el)
         if count_syscalls:
-            calls = strace_calls(proc.pid, 10, self._tick)
+            calls = strace_counts(proc.pid, lambda: self._tick(time.time() + 10))
             self.syscalls = {k: v / 10.0 for k, v in calls.items()}
 
 

@@ -13,10 +13,8 @@
 /* glibc's own entry point (exported as GLIBC_2.2.5, like __libc_malloc). */
 extern ssize_t __send(int fd, const void *buf, size_t len, int flags);
 
-/* A burst's buffer is kept for the next one up to this size (a tick's Bind/Execute/Sync
- * messages); a larger one (a first tick's Parse messages carry every metric's SQL) is
- * freed once written, so that 10,000 idle sources do not each hold their largest. */
-#define KEEP_BYTES 8192
+/* A burst's buffer is freed once written: an idle source holds none (10,000 sources
+ * would otherwise each keep their largest burst). */
 
 /* This thread's open burst, if any. */
 static __thread rp_sendbuf *open_burst;
@@ -70,17 +68,14 @@ int rp_sendbuf_flush(rp_sendbuf *sb)
             return errno == EAGAIN || errno == EWOULDBLOCK ? 1 : -errno;
         sb->off += (size_t)n;
     }
-    if (sb->buf.cap > KEEP_BYTES)
-        rp_buf_fini(&sb->buf);
-    else
-        rp_buf_reset(&sb->buf);
+    rp_buf_fini(&sb->buf);
     sb->off = 0;
     return 0;
 }
 
 void rp_sendbuf_discard(rp_sendbuf *sb)
 {
-    rp_buf_reset(&sb->buf);
+    rp_buf_fini(&sb->buf);
     sb->off = 0;
     sb->fd = -1;
 }

@@ -16,7 +16,8 @@
  * straight to glibc. A build where the definition is not linked in still works: the
  * burst stays empty and libpq writes as it always does.
  *
- * Ownership: the caller owns the rp_sendbuf (init/fini); the buffer is freed by fini.
+ * Ownership: the caller owns the rp_sendbuf (init/fini); its buffer exists only while a
+ * burst is pending (freed once written, discarded or by fini).
  */
 #ifndef RP_PGIO_SENDBUF_H
 #define RP_PGIO_SENDBUF_H

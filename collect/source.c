@@ -186,7 +186,6 @@ struct rp_source {
 
     /* settling: reading a pipeline's answers when they are expected to be complete */
     bool settling;      /* the socket is not watched; the settle timer reads */
-    bool settle_read;   /* this pump was started by the settle timer */
     int settles;        /* settle waits for the current pipeline */
     uint32_t settle_us; /* learnt: expected answer time per sync segment */
     uint64_t sent_ns;   /* uv_hrtime() when the pipeline was written */
@@ -1042,8 +1041,8 @@ static void send_pipeline(rp_source *src, const size_t *due, size_t ndue, bool r
     src->last_progress = now_ms(src);
     src->cancel_sent = false;
     arm_deadline(src, (uint64_t)src->quiet_ms);
-    /* Usually everything goes out at once: then the socket stays watched for reading
-     * only, as in READY, and no epoll change is needed for this tick. */
+    /* Usually everything goes out at once (f == 0): then the answers are read when they
+     * should be complete (settling, below), else as the socket allows. */
     int f = flush_out(src);
     if (f < 0) {
         enter_backoff(src, flush_error(src, f));
@@ -1659,9 +1658,7 @@ static void on_settle_timer(uv_timer_t *t)
 {
     rp_source *src = t->data;
     src->io_events = UV_READABLE; /* read what came meanwhile */
-    src->settle_read = true;
     step(src, EV_RESUME);
-    src->settle_read = false;
 }
 
 /* How long the rest of the pipeline should take: at the pace of its answers so far, or

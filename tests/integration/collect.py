@@ -136,9 +136,10 @@ def main():
     t.is_(s.get('socket_writes'), s.get('pipelines'), 'one send() per pipeline')
     t.ok(s.get('writes_coalesced', 0) >= s.get('queries', 0),
          "libpq's writes at each sync point were gathered into it", s)
-    # The answers come one sync point at a time (3-6 a pipeline here); read settling takes
-    # them with about one read per pipeline.
-    t.ok(s.get('socket_reads', 0) <= 1.75 * s.get('pipelines', 1),
+    # The answers come one sync point at a time (3-6 a pipeline here: read as they come,
+    # 3.5 reads a pipeline); read settling takes them with one or two reads a pipeline
+    # (more for the first, slower ones, and on a loaded machine).
+    t.ok(s.get('socket_reads', 0) <= 2.5 * s.get('pipelines', 1),
          'about one read per pipeline, not one per answer', s)
     t.done()
 

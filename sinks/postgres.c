@@ -675,7 +675,11 @@ static void maintenance_done(pg_sink *s, PGresult *r)
     }
 }
 
-/* Tables for the catalogue's metrics, made up front (failure is not fatal). */
+/* Tables for the catalogue's metrics, made up front (failure is not fatal). pgwatch's
+ * ensure_dummy_metrics_table checks and creates without a lock, so each call runs under
+ * the metric's own advisory lock (the one ensure_partition_metric_time takes), taken in
+ * name order: writers starting together on a new sink wait for each other instead of
+ * colliding on the table's row type. */
 static void after_schema(pg_sink *s)
 {
     if (!s->opts.metric_tables || !*s->opts.metric_tables) {
@@ -684,8 +688,11 @@ static void after_schema(pg_sink *s)
     }
     const char *params[1] = {s->opts.metric_tables};
     send_query(s, PS_TABLES,
-               "select count(*) filter (where admin.ensure_dummy_metrics_table(m)) "
-               "from unnest(string_to_array($1, E'\\n')) m",
+               "select count(*) filter (where admin.ensure_dummy_metrics_table(m.m))\n"
+               "  from (select distinct m from unnest(string_to_array($1, E'\\n')) m\n"
+               "         order by m) m\n"
+               "  cross join lateral (select pg_advisory_xact_lock(coalesce(nullif(\n"
+               "    regexp_replace(md5(m.m), '\\D', '', 'g'), ''), '0')::varchar(10)::int8)) l",
                1, params);
 }
 

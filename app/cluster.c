@@ -43,6 +43,12 @@ typedef enum cl_event {
     EV_RESULT /* the query in flight finished: res (NULL: it failed, error in client) */
 } cl_event;
 
+/* A source taken from another holder: where it resumes. */
+typedef struct takeover {
+    char *name;
+    rp_sched_resume at;
+} takeover;
+
 struct rp_cluster {
     cl_state state;
     uv_loop_t *loop;
@@ -58,12 +64,17 @@ struct rp_cluster {
     size_t ncands;
     char **held; /* leases held, sorted (owned) */
     size_t nheld;
-    uint64_t fence; /* loop ms: the held leases' deadline (0: none held) */
+    uint64_t fence;  /* loop ms: the held leases' deadline (0: none held) */
+    takeover *taken; /* sources taken from another holder in the last round, sorted (owned) */
+    size_t ntaken;
+    uint64_t member_expiry; /* loop ms: when the first other member expires (0: none) */
+    rp_cluster_next_fetch_cb next_fetch;
     uint64_t sent_at;
     size_t nmembers;
     uint64_t rounds, failed_rounds;
     bool setup_done, logged_down;
     bool in_flight; /* a query was sent and its results are not all read */
+    bool close_due; /* closing waits for the round in flight, then releases */
     PGresult *res;  /* of the query in flight, while reading */
     int pending_closes;
     void (*closed_cb)(void *arg);
@@ -75,30 +86,48 @@ static const char setup_sql[] =
     "create table if not exists pgreaper.member (name text primary key, "
     "expires_at timestamptz not null); "
     "create table if not exists pgreaper.lease (source text primary key, holder text not null, "
-    "expires_at timestamptz not null)";
+    "expires_at timestamptz not null); "
+    "alter table pgreaper.lease add column if not exists grid_at timestamptz, "
+    "add column if not exists previous_until timestamptz";
 
 static const char members_sql[] =
     "with me as (insert into pgreaper.member (name, expires_at) "
     "values ($1, now() + $2::int * interval '1 millisecond') on conflict (name) do update "
     "set expires_at = excluded.expires_at returning name) "
-    "select name from pgreaper.member where expires_at > now() and name <> $1 "
-    "union all select name from me";
+    "select name, (extract(epoch from expires_at - now()) * 1000)::int8 from pgreaper.member "
+    "where expires_at > now() and name <> $1 union all select name, null from me";
 
-/* Release (expire) the leases no longer owned and take or renew the owned ones in one
- * statement that locks rows in source order, so that two instances never deadlock. */
+/* Release the leases no longer owned (they expire now) and take or renew the owned ones in
+ * one statement that locks rows in source order, so that two instances never deadlock.
+ * $4 holds, per owned source, the milliseconds to its next fetch here (NULL: not known),
+ * kept as grid_at; a lease changing hands keeps the previous holder's grid_at and its
+ * expiry as previous_until. Returns per lease held: the milliseconds from now to grid_at
+ * and to previous_until; then one row with a NULL source: the milliseconds until the
+ * first lease owned but held by another expires. */
 static const char leases_sql[] =
-    "with want as (select s as source, true as take from unnest($2::text[]) s "
-    "union all select source, false from pgreaper.lease where holder = $1 "
+    "with want as (select s as source, true as take, g from unnest($2::text[], $4::int8[]) "
+    "u (s, g) union all select source, false, null from pgreaper.lease where holder = $1 "
     "and not (source = any($2::text[]))), "
-    "got as (insert into pgreaper.lease as l (source, holder, expires_at) "
+    "got as (insert into pgreaper.lease as l (source, holder, expires_at, grid_at) "
     "select source, $1, case when take then now() + $3::int * interval '1 millisecond' "
-    "else '-infinity' end from want order by source "
+    "else now() end, now() + g * interval '1 millisecond' from want order by source "
     "on conflict (source) do update set holder = excluded.holder, "
-    "expires_at = excluded.expires_at where l.holder = excluded.holder or l.expires_at < now() "
-    "returning l.source, l.expires_at > now() as held) select source from got where held";
+    "expires_at = excluded.expires_at, grid_at = case when l.holder = excluded.holder "
+    "then coalesce(excluded.grid_at, l.grid_at) else l.grid_at end, "
+    "previous_until = case when l.holder = excluded.holder then l.previous_until "
+    "else l.expires_at end where l.holder = excluded.holder or l.expires_at < now() "
+    "returning l.source, l.expires_at > now() as held, l.grid_at, l.previous_until) "
+    "select source, (extract(epoch from grid_at - now()) * 1000)::int8, "
+    "(extract(epoch from previous_until - now()) * 1000)::int8 from got where held "
+    "union all select null, null, (select (extract(epoch from min(l.expires_at) - now()) "
+    "* 1000)::int8 from pgreaper.lease l where l.source = any($2::text[]) and not exists "
+    "(select from got g where g.source = l.source and g.held))";
 
-static const char release_sql[] = "with l as (delete from pgreaper.lease where holder = $1) "
-                                  "delete from pgreaper.member where name = $1";
+/* At a clean stop the sources are stopped first; the leases expire now (keeping their
+ * grid for whoever takes them) and the member row goes. */
+static const char release_sql[] =
+    "with l as (update pgreaper.lease set expires_at = now() where holder = $1) "
+    "delete from pgreaper.member where name = $1";
 
 static void step(rp_cluster *c, cl_event ev);
 
@@ -271,10 +300,56 @@ static void start_round(rp_cluster *c)
         rp_pgclient_fail(&c->client, NULL);
 }
 
+/* A bigint column, or def when NULL. */
+static int64_t int_at(const PGresult *r, int row, int col, int64_t def)
+{
+    return PQgetisnull(r, row, col) ? def : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+/* Loop time in ms plus a signed offset, never below 0. */
+static uint64_t loop_plus(const rp_cluster *c, int64_t ms)
+{
+    int64_t t = (int64_t)uv_now(c->loop) + ms;
+    return t > 0 ? (uint64_t)t : 0;
+}
+
+/* When the first other member expires: a round right after it takes its share then. */
+static void note_member_expiry(rp_cluster *c)
+{
+    int64_t first = INT64_MAX;
+    for (int i = 0; i < PQntuples(c->res); i++) {
+        int64_t ms = int_at(c->res, i, 1, INT64_MAX); /* NULL: this instance */
+        first = ms < first ? ms : first;
+    }
+    c->member_expiry = first == INT64_MAX ? 0 : loop_plus(c, first);
+}
+
+/* The int8[] literal of the milliseconds to each owned source's next fetch here. */
+static void grid_literal(rp_cluster *c, char *const *owned, size_t n, rp_buf *out)
+{
+    int64_t *next = rp_calloc(n + 1, sizeof(int64_t));
+    for (size_t i = 0; i < n; i++)
+        next[i] = -1;
+    if (c->next_fetch && n)
+        c->next_fetch(c->arg, owned, n, next);
+    int64_t now = (int64_t)uv_now(c->loop);
+    rp_buf_puts(out, "{");
+    for (size_t i = 0; i < n; i++) {
+        rp_buf_puts(out, i ? "," : "");
+        if (next[i] < 0)
+            rp_buf_puts(out, "NULL");
+        else
+            rp_buf_printf(out, "%lld", (long long)(next[i] - now));
+    }
+    rp_buf_puts(out, "}");
+    rp_free(next);
+}
+
 /* Stop what is no longer ours before its lease is released, then take and renew. */
 static void members_done(rp_cluster *c)
 {
     c->nmembers = (size_t)PQntuples(c->res);
+    note_member_expiry(c);
     char **owned = rp_calloc(c->ncands + 1, sizeof(char *));
     size_t nowned = 0;
     for (size_t i = 0; i < c->ncands; i++)
@@ -294,15 +369,17 @@ static void members_done(rp_cluster *c)
     take_result_done(c);
     if (dropped)
         notify(c);
-    rp_buf arr = RP_BUF_INIT;
+    rp_buf arr = RP_BUF_INIT, grid = RP_BUF_INIT;
     array_literal(owned, nowned, &arr);
+    grid_literal(c, owned, nowned, &grid);
     rp_free(owned);
     char ttl[24];
     snprintf(ttl, sizeof(ttl), "%lld", (long long)c->ttl_ms);
-    const char *params[3] = {c->instance, arr.data, ttl};
+    const char *params[4] = {c->instance, arr.data, ttl, grid.data};
     set_state(c, CL_LEASES);
-    int rc = send_query(c, leases_sql, 3, params);
+    int rc = send_query(c, leases_sql, 4, params);
     rp_buf_fini(&arr);
+    rp_buf_fini(&grid);
     if (rc < 0)
         rp_pgclient_fail(&c->client, NULL);
 }
@@ -317,13 +394,66 @@ static bool same_names(char *const *a, size_t na, char *const *b, size_t nb)
     return true;
 }
 
+static int cmp_taken(const void *a, const void *b)
+{
+    return strcmp(((const takeover *)a)->name, ((const takeover *)b)->name);
+}
+
+static void free_taken(rp_cluster *c)
+{
+    for (size_t i = 0; i < c->ntaken; i++)
+        rp_free(c->taken[i].name);
+    rp_free(c->taken);
+    c->taken = NULL;
+    c->ntaken = 0;
+}
+
+/* Of the leases in res (row i, held), note where those just taken from another holder
+ * resume: after the previous holder's lease ran out, on its grid. */
+static void note_taken(rp_cluster *c, int row)
+{
+    const PGresult *r = c->res;
+    const char *name = PQgetvalue(r, row, 0);
+    if (PQgetisnull(r, row, 2) || has_name(c->held, c->nheld, name))
+        return;
+    takeover *t = &c->taken[c->ntaken++];
+    t->name = rp_strdup(name);
+    t->at.after = (int64_t)loop_plus(c, int_at(r, row, 2, 0));
+    t->at.has_grid = !PQgetisnull(r, row, 1);
+    t->at.grid = (int64_t)uv_now(c->loop) + int_at(r, row, 1, 0);
+}
+
+/* The next round: after round_ms, or right after another member or a lease this
+ * instance waits for expires (not sooner than 10 ms). */
+static uint64_t next_round_in(const rp_cluster *c, int64_t lease_wait_ms)
+{
+    int64_t in = c->round_ms, now = (int64_t)uv_now(c->loop);
+    if (c->member_expiry && (int64_t)c->member_expiry + 10 - now < in)
+        in = (int64_t)c->member_expiry + 10 - now;
+    if (lease_wait_ms >= 0 && lease_wait_ms + 10 < in)
+        in = lease_wait_ms + 10;
+    return (uint64_t)(in < 10 ? 10 : in);
+}
+
 static void leases_done(rp_cluster *c)
 {
-    size_t n = (size_t)PQntuples(c->res);
-    char **held = rp_calloc(n + 1, sizeof(char *));
-    for (size_t i = 0; i < n; i++)
-        held[i] = rp_strdup(PQgetvalue(c->res, (int)i, 0));
+    int rows = PQntuples(c->res);
+    int64_t lease_wait = -1;
+    char **held = rp_calloc((size_t)rows + 1, sizeof(char *));
+    size_t n = 0;
+    free_taken(c);
+    c->taken = rp_calloc((size_t)rows + 1, sizeof(takeover));
+    for (int i = 0; i < rows; i++) {
+        if (PQgetisnull(c->res, i, 0)) { /* the last row: the first lease to wait for */
+            int64_t ms = int_at(c->res, i, 2, -1);
+            lease_wait = PQgetisnull(c->res, i, 2) ? -1 : ms < 0 ? 0 : ms;
+            continue;
+        }
+        held[n++] = rp_strdup(PQgetvalue(c->res, i, 0));
+        note_taken(c, i);
+    }
     qsort(held, n, sizeof(char *), cmp_str);
+    qsort(c->taken, c->ntaken, sizeof(takeover), cmp_taken);
     take_result_done(c);
     bool changed = !same_names(held, n, c->held, c->nheld);
     free_names(c->held, c->nheld);
@@ -335,7 +465,7 @@ static void leases_done(rp_cluster *c)
         uv_timer_start(&c->fence_timer, on_fence, c->fence > now ? c->fence - now : 0, 0);
     c->rounds++;
     set_state(c, CL_IDLE);
-    arm(c, (uint64_t)c->round_ms);
+    arm(c, next_round_in(c, lease_wait));
     if (changed)
         notify(c);
 }
@@ -350,6 +480,10 @@ static void went_down(rp_cluster *c)
     if (c->res)
         take_result_done(c);
     c->in_flight = false;
+    if (c->close_due) { /* nothing to release over a lost connection */
+        set_state(c, CL_CLOSED);
+        return;
+    }
     if (c->state == CL_RELEASING) {
         set_state(c, CL_CLOSED);
         return;
@@ -441,7 +575,12 @@ static void step(rp_cluster *c, cl_event ev)
         step_timer(c);
         break;
     case EV_RESULT:
-        if (c->state == CL_RELEASING) {
+        if (c->close_due) { /* the round ended: now give the leases back */
+            take_result_done(c);
+            set_state(c, CL_IDLE);
+            c->close_due = false;
+            rp_cluster_close(c, NULL, NULL);
+        } else if (c->state == CL_RELEASING) {
             take_result_done(c);
             set_state(c, CL_CLOSED);
         } else {
@@ -474,6 +613,7 @@ int rp_cluster_open(uv_loop_t *loop, const rp_cluster_opts *o, rp_cluster_change
     int64_t r = o->ttl_ms / 6;
     c->round_ms = (int)(r < 250 ? 250 : r > 5000 ? 5000 : r);
     c->deadline_ms = o->connect_timeout_ms;
+    c->next_fetch = o->next_fetch;
     c->cb = cb;
     c->arg = arg;
     rp_pgclient_opts co = {.application_name = "pgreaper-cluster",
@@ -507,6 +647,16 @@ bool rp_cluster_holds(const rp_cluster *c, const char *name)
     return uv_now(c->loop) < c->fence && has_name(c->held, c->nheld, name);
 }
 
+bool rp_cluster_resume_of(const rp_cluster *c, const char *name, rp_sched_resume *out)
+{
+    takeover key = {.name = (char *)name};
+    const takeover *t =
+        c->ntaken ? bsearch(&key, c->taken, c->ntaken, sizeof(takeover), cmp_taken) : NULL;
+    if (t)
+        *out = t->at;
+    return t != NULL;
+}
+
 const uint64_t *rp_cluster_fence(const rp_cluster *c)
 {
     return &c->fence;
@@ -527,6 +677,7 @@ static void free_cluster(rp_cluster *c)
     void *arg = c->closed_arg;
     free_names(c->cands, c->ncands);
     free_names(c->held, c->nheld);
+    free_taken(c);
     rp_free(c->uri);
     rp_free(c->instance);
     rp_free(c);
@@ -551,6 +702,10 @@ void rp_cluster_close(rp_cluster *c, void (*cb)(void *arg), void *arg)
     if (cb) {
         c->closed_cb = cb;
         c->closed_arg = arg;
+    }
+    if (c->in_flight && (c->state == CL_MEMBERS || c->state == CL_LEASES)) {
+        c->close_due = true; /* released when the round's answer is in (or its deadline) */
+        return;
     }
     if (c->state == CL_IDLE && c->setup_done) { /* give the leases back first */
         const char *params[1] = {c->instance};

@@ -283,6 +283,9 @@ static void start_source(rp_reaper *r, const rp_source_def *def)
     cell->ops = rp_source_def_scrapes(def) ? &rp_promsource_ops : r->ops;
     cell->src = cell->ops->create(&r->sopts, def, r->cat);
     r->live++;
+    rp_sched_resume at;
+    if (r->cluster && cell->ops->resume && rp_cluster_resume_of(r->cluster, def->name, &at))
+        cell->ops->resume(cell->src, &at); /* taken over: continue the previous holder's grid */
     cell->ops->start(cell->src);
 }
 
@@ -447,6 +450,25 @@ static void offer_sources(rp_reaper *r)
     }
     rp_cluster_set_sources(r->cluster, names, n);
     rp_free(names);
+}
+
+static int cmp_name(const void *key, const void *elem)
+{
+    return strcmp(key, *(char *const *)elem);
+}
+
+/* For the cluster's leases: when each of its sources (sorted names) fetches next here. */
+static void cluster_next_fetch(void *arg, char *const *names, size_t n, int64_t *next)
+{
+    rp_reaper *r = arg;
+    for (size_t i = 0; i < r->nsrcs; i++) {
+        running *c = r->srcs[i];
+        if (!c->in_use || c->stopping || !c->ops->next_fetch)
+            continue;
+        char *const *at = bsearch(c->ops->name(c->src), names, n, sizeof(char *), cmp_name);
+        if (at)
+            next[at - names] = c->ops->next_fetch(c->src);
+    }
 }
 
 /* The leases this instance holds changed. */
@@ -985,7 +1007,8 @@ static int open_cluster(rp_reaper *r)
                           .instance = name,
                           .ttl_ms = r->opts->lease_ttl_ms,
                           .connect_timeout_ms = r->opts->connect_timeout_s * 1000,
-                          .admit = &r->admit};
+                          .admit = &r->admit,
+                          .next_fetch = cluster_next_fetch};
     if (rp_cluster_open(&r->loop, &co, on_cluster_changed, r, &r->cluster) < 0)
         return -EIO;
     r->sopts.fence = rp_cluster_fence(r->cluster);

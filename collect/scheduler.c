@@ -88,6 +88,25 @@ void rp_sched_set(rp_sched *s, int64_t now, int64_t phase_ms, const char *const 
     rp_free(old);
 }
 
+void rp_sched_resume_at(rp_sched *s, int64_t now, const rp_sched_resume *r)
+{
+    int64_t tick = s->tick_ms;
+    if (tick <= 0)
+        return;
+    int64_t first = r->after + tick / 2;
+    if (r->has_grid) { /* the smallest grid + k * tick >= after, k of either sign */
+        int64_t d = r->after - r->grid;
+        int64_t k = d >= 0 ? (d + tick - 1) / tick : -(-d / tick);
+        first = r->grid + k * tick;
+    }
+    if (first < now)
+        first = now;
+    s->anchor = first;
+    s->anchored = true;
+    for (size_t i = 0; i < s->n; i++)
+        s->entries[i].next_due = first;
+}
+
 int64_t rp_sched_next(const rp_sched *s)
 {
     int64_t next = RP_SCHED_NEVER;

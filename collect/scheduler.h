@@ -53,6 +53,23 @@ int64_t rp_sched_phase_for(const char *name, int64_t window_ms);
 void rp_sched_set(rp_sched *s, int64_t now, int64_t phase_ms, const char *const *keys,
                   const int64_t *intervals_ms, size_t n);
 
+/* Where a schedule taken over from another collector resumes (ms, the same clock): that
+ * collector fetched nothing at or after `after`; when has_grid, `grid` is a point of its
+ * tick grid. */
+typedef struct rp_sched_resume {
+    int64_t after;
+    int64_t grid;
+    bool has_grid;
+} rp_sched_resume;
+
+/*
+ * Re-anchor a schedule that has not fired yet so that it continues the previous
+ * collector's: every metric due at the first grid point at or after r->after (without a
+ * grid: half a tick after it), or at `now` when that is past. Either way the first fetch
+ * comes at least a tick (half a tick) after the previous collector's last one.
+ */
+void rp_sched_resume_at(rp_sched *s, int64_t now, const rp_sched_resume *r);
+
 /* Earliest deadline, or RP_SCHED_NEVER when there is nothing to run. */
 int64_t rp_sched_next(const rp_sched *s);
 

@@ -2061,6 +2061,23 @@ void rp_source_start(rp_source *src)
     rp_pgclient_connect_after(&src->client, delay);
 }
 
+void rp_source_resume(rp_source *src, const rp_sched_resume *at)
+{
+    if (src->state != RP_SOURCE_IDLE)
+        return;
+    int64_t now = (int64_t)now_ms(src);
+    rp_sched_resume_at(&src->sched, now, at);
+    rp_log_debug("source %s: taken over, first fetch in %lld ms (%s grid)", src->def.name,
+                 (long long)(rp_sched_next(&src->sched) - now),
+                 at->has_grid ? "on the previous" : "no");
+}
+
+int64_t rp_source_next_fetch(const rp_source *src)
+{
+    int64_t next = rp_sched_next(&src->sched);
+    return next == RP_SCHED_NEVER ? -1 : next;
+}
+
 void rp_source_update(rp_source *src, const rp_source_def *def, rp_catalog *cat)
 {
     if (src->state == RP_SOURCE_CLOSING)
@@ -2218,6 +2235,16 @@ static const char *ops_state(const void *c)
     return rp_source_state_name(c);
 }
 
+static void ops_resume(void *c, const rp_sched_resume *at)
+{
+    rp_source_resume(c, at);
+}
+
+static int64_t ops_next_fetch(const void *c)
+{
+    return rp_source_next_fetch(c);
+}
+
 const rp_collector_ops rp_source_ops = {
     .mode = "batch",
     .create = ops_create,
@@ -2228,4 +2255,6 @@ const rp_collector_ops rp_source_ops = {
     .def_of = ops_def_of,
     .stats = ops_stats,
     .state = ops_state,
+    .resume = ops_resume,
+    .next_fetch = ops_next_fetch,
 };

@@ -16,6 +16,7 @@
 
 #include <uv.h>
 
+#include "collect/scheduler.h"
 #include "common/compiler.h"
 #include "config/config.h"
 
@@ -94,6 +95,11 @@ RP_NODISCARD int rp_source_check_conn_str(const char *conn_str, char *err, size_
  */
 rp_source *rp_source_create(const rp_source_opts *opts, const rp_source_def *def, rp_catalog *cat);
 void rp_source_start(rp_source *src);
+/* Before start: continue the schedule of another instance that collected this source
+ * (rp_sched_resume_at) instead of starting at the source's own phase. */
+void rp_source_resume(rp_source *src, const rp_sched_resume *at);
+/* Loop time (ms) of the next fetch, or -1 when none is scheduled. */
+int64_t rp_source_next_fetch(const rp_source *src);
 
 /*
  * Apply a new definition that connects the same way (rp_source_def_same_connection) and/or
@@ -157,6 +163,8 @@ typedef struct rp_collector_ops {
     const rp_source_def *(*def_of)(const void *c);
     const rp_source_stats *(*stats)(const void *c);
     const char *(*state)(const void *c);
+    void (*resume)(void *c, const rp_sched_resume *at); /* NULL: not supported */
+    int64_t (*next_fetch)(const void *c);               /* NULL: not supported */
 } rp_collector_ops;
 
 extern const rp_collector_ops rp_source_ops;

@@ -1,8 +1,8 @@
 """Several instances sharing the sources through --cluster-db: each source is collected by
 one instance; when an instance is killed (SIGKILL), frozen (SIGSTOP) or cut off from the
 cluster database (its own network namespace, link taken down), its sources move to the
-others within the lease TTL plus a round and a tick, and no source is collected twice
-beyond one tick."""
+others within the lease TTL plus a tick (the new holder continues the old one's tick
+grid), and no source is collected twice beyond one tick."""
 import os
 import shutil
 import signal
@@ -18,7 +18,10 @@ if os.environ.get('RP_VALGRIND'):
 
 TTL = 3.0
 TICK = 1.0
-BOUND = TTL + 2 * TICK + 1.0  # since the last batch: a TTL, a round, a tick to wait, slack
+BOUND = TTL + TICK + 0.5  # since the last batch: a TTL and a tick, slack for a busy machine
+# The jsonfile sink writes a second after its first buffered line: a killed process takes
+# up to a tick of measurements it had not written yet with it.
+KILL_BOUND = BOUND + TICK
 N = 12
 
 METRICS = '''
@@ -71,6 +74,12 @@ def max_gap(insts, srcs, t0, t1):
         for a, b in zip(ts, ts[1:]):
             worst = max(worst, b - a)
     return worst
+
+
+def first_after(insts, srcs, t0):
+    """When the last of srcs had its first batch after t0."""
+    return max(min([t for t, src, _ in ticks(insts) if src == s and t > t0] or [float('inf')])
+               for s in srcs)
 
 
 def duplicates(insts):
@@ -147,8 +156,12 @@ def main():
     t.ok(all(len(own.get(s, ())) == 1 for s in by['A']), "A's sources are collected again",
          own)
     time.sleep(1)
+    late = first_after(insts[1:], by['A'], t_kill) - t_kill
+    t.ok(late <= BOUND, "A's sources collected again within TTL + a tick of the kill: %.2f s"
+         % late)
     gap = max_gap(insts, by['A'], t_kill, time.time())
-    t.ok(gap <= BOUND, 'no gap longer than TTL + a tick (+ a round): %.1f s' % gap)
+    t.ok(gap <= KILL_BOUND, 'no gap longer than TTL + a tick (+ what A had not written): %.2f s'
+         % gap)
 
     # SIGSTOP: B's sources move to C; once B wakes, it does not collect what C holds.
     b, c = insts[1], insts[2]
@@ -157,11 +170,10 @@ def main():
     t_stop = time.time()
     b.send(signal.SIGSTOP)
     own = settled(t, [c], "B's sources re-homed to C", wait=BOUND + 6)
-    time.sleep(1)
-    gap = max_gap(insts, b_srcs, t_stop, time.time())
-    t.ok(gap <= BOUND, 'frozen instance: no gap longer than the bound: %.1f s' % gap)
     b.send(signal.SIGCONT)
     own = settled(t, [b, c], 'B back: the sources shared again', shared=True)
+    gap = max_gap(insts, b_srcs, t_stop, time.time())  # B has written what it held
+    t.ok(gap <= BOUND, 'frozen instance: no gap longer than TTL + a tick: %.2f s' % gap)
     t.ok(b.wait_log('not collecting them', 5), 'B noticed its leases expired', b.log()[-1500:])
     time.sleep(2)
     dup = duplicates(insts)
@@ -182,7 +194,7 @@ def main():
         t.ok(all(len(own.get(s, ())) == 1 for s in d_srcs), 'cut off: its sources moved', own)
         time.sleep(1)
         gap = max_gap(live, d_srcs, t_cut, time.time())
-        t.ok(gap <= BOUND, 'cut off: no gap longer than the bound: %.1f s' % gap)
+        t.ok(gap <= BOUND, 'cut off: no gap longer than TTL + a tick: %.2f s' % gap)
         t.ok(d.wait_log('not collecting them', 5), 'D fenced itself when its leases expired',
              d.log()[-1500:])
         dup = duplicates(live)
@@ -197,12 +209,19 @@ def main():
         t.ok(True, '# skip network namespace cut: needs root and iproute2')
 
     # A clean stop gives the leases back at once: C takes them without waiting a TTL.
+    own = owners([b, c], time.time() - 1.5)
+    b_srcs = sorted(s for s, v in own.items() if 'B' in v)
     t_stop = time.time()
     t.is_(b.stop(), 0, 'B exits cleanly')
     own = settled(t, [c], 'C holds everything', wait=TTL)
     t.ok(time.time() - t_stop < TTL + TICK, 'released at exit: re-homed before a TTL')
-    rows = pg.psql("select count(*) from pgreaper.lease where holder = 'B'")
-    t.is_(rows, '0', 'no lease left to B')
+    time.sleep(1)
+    gap = max_gap([b, c], b_srcs, t_stop, time.time())
+    t.ok(gap < TTL, 'released at exit: no gap as long as a TTL: %.2f s' % gap)
+    dup = duplicates([b, c])
+    t.ok(all(v <= 1 for v in dup.values()), 'released at exit: nothing collected twice', dup)
+    rows = pg.psql("select count(*) from pgreaper.lease where holder = 'B' and expires_at > now()")
+    t.is_(rows, '0', 'no live lease left to B')
     t.is_(c.stop(), 0, 'C exits cleanly')
     pg.cleanup()
     t.done()

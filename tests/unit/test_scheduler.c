@@ -138,6 +138,37 @@ static void test_phase_and_update(void)
     rp_sched_fini(&s);
 }
 
+/* A schedule taken over from another collector continues its grid, never within a tick
+ * of its last fetch. */
+static void test_resume(void)
+{
+    rp_sched s;
+    const char *k[] = {"a", "b"};
+    int64_t iv[] = {1000, 5000};
+    rp_sched_init(&s);
+    rp_sched_set(&s, 100000, 300, k, iv, 2);
+    rp_sched_resume at = {.after = 103020, .grid = 90250, .has_grid = true};
+    rp_sched_resume_at(&s, 100000, &at);
+    is_int(rp_sched_next(&s), 103250, "first fetch at the old grid's first point after the lease");
+    is_int(s.entries[1].next_due, 103250, "every metric is due there");
+    at.grid = 110250; /* a grid point reported ahead of the expiry */
+    rp_sched_resume_at(&s, 100000, &at);
+    is_int(rp_sched_next(&s), 103250, "a later grid point counts back to the same place");
+    at.after = 103250;
+    rp_sched_resume_at(&s, 100000, &at);
+    is_int(rp_sched_next(&s), 103250, "a grid point on the expiry itself is allowed");
+    at.has_grid = false;
+    rp_sched_resume_at(&s, 100000, &at);
+    is_int(rp_sched_next(&s), 103750, "without a grid: half a tick after the expiry");
+    at.after = 90000;
+    rp_sched_resume_at(&s, 100000, &at);
+    is_int(rp_sched_next(&s), 100000, "a lease that ran out long ago: at once");
+    size_t idx[2];
+    is_int((int64_t)rp_sched_due(&s, 100000, false, idx), 2, "both fire");
+    is_int(rp_sched_next(&s), 101000, "then on the grid from there");
+    rp_sched_fini(&s);
+}
+
 int main(void)
 {
     test_intervals_123();
@@ -145,5 +176,6 @@ int main(void)
     test_no_drift();
     test_busy_skips();
     test_phase_and_update();
+    test_resume();
     return done_testing();
 }

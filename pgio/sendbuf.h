@@ -16,8 +16,10 @@
  * straight to glibc. A build where the definition is not linked in still works: the
  * burst stays empty and libpq writes as it always does.
  *
- * Ownership: the caller owns the rp_sendbuf (init/fini); its buffer exists only while a
- * burst is pending (freed once written, discarded or by fini).
+ * Ownership: the caller owns the rp_sendbuf (init/fini). A burst is gathered in a
+ * buffer of the thread's, shared by its rp_sendbufs (freed with the last of them); only
+ * what the socket does not take is copied into the rp_sendbuf's own buffer, which exists
+ * while that is pending (freed once written, discarded or by fini).
  */
 #ifndef RP_PGIO_SENDBUF_H
 #define RP_PGIO_SENDBUF_H
@@ -50,10 +52,8 @@ void rp_sendbuf_end(rp_sendbuf *sb);
  * some is left (wait until the socket is writable, then call again), or -errno. */
 int rp_sendbuf_flush(rp_sendbuf *sb);
 
-static inline bool rp_sendbuf_pending(const rp_sendbuf *sb)
-{
-    return sb->buf.len > sb->off;
-}
+/* Whether bytes of the burst are not written yet. */
+bool rp_sendbuf_pending(const rp_sendbuf *sb);
 
 /* Drop what is pending (the connection is being closed). */
 void rp_sendbuf_discard(rp_sendbuf *sb);

@@ -94,6 +94,61 @@ static void partial_then_rest(int sv[2])
     free(got);
 }
 
+/* Two sockets on one thread: a burst the socket took whole leaves no buffer behind; one
+ * left pending keeps its bytes while the other socket's bursts come and go. */
+static void two_sockets(void)
+{
+    int a[2], b[2];
+    socketpair(AF_UNIX, SOCK_STREAM, 0, a);
+    socketpair(AF_UNIX, SOCK_STREAM, 0, b);
+    fcntl(a[0], F_SETFL, fcntl(a[0], F_GETFL) | O_NONBLOCK);
+    rp_sendbuf sa, sb;
+    rp_sendbuf_init(&sa);
+    rp_sendbuf_init(&sb);
+    rp_sendbuf_begin(&sb, b[0]);
+    send(b[0], "hello", 5, 0);
+    rp_sendbuf_end(&sb);
+    is_int(rp_sendbuf_flush(&sb), 0, "a small burst is written whole");
+    ok(sb.buf.data == NULL && !rp_sendbuf_pending(&sb), "and leaves no buffer of its own");
+    enum { N = 1 << 20 };
+    char *big = malloc(N), *got = malloc(N + 1);
+    for (int i = 0; i < N; i++)
+        big[i] = (char)(i * 13 + i / 509);
+    rp_sendbuf_begin(&sa, a[0]);
+    for (int off = 0; off < N; off += 8192)
+        send(a[0], big + off, 8192, 0);
+    rp_sendbuf_end(&sa);
+    is_int(rp_sendbuf_flush(&sa), 1, "a large burst on the other socket is left pending");
+    rp_sendbuf_begin(&sb, b[0]);
+    send(b[0], " world", 6, 0);
+    rp_sendbuf_end(&sb);
+    is_int(rp_sendbuf_flush(&sb), 0, "meanwhile a burst on the other socket goes out");
+    char out[64];
+    ssize_t n = drain(b[1], out, sizeof(out) - 1);
+    out[n < 0 ? 0 : n] = '\0';
+    is_str(out, "hello world", "its bytes, in order");
+    rp_sendbuf_begin(&sa, a[0]);
+    send(a[0], "!", 1, 0); /* after what is pending */
+    rp_sendbuf_end(&sa);
+    size_t have = 0;
+    int f = 1;
+    for (int rounds = 0; have < N + 1 && rounds < 100000; rounds++) {
+        have += (size_t)drain(a[1], got + have, N + 1 - have);
+        if (f == 1)
+            f = rp_sendbuf_flush(&sa);
+    }
+    ok(f == 0 && have == N + 1 && memcmp(big, got, N) == 0 && got[N] == '!',
+       "the pending burst arrived whole, then the burst opened after it");
+    rp_sendbuf_fini(&sa);
+    rp_sendbuf_fini(&sb);
+    free(big);
+    free(got);
+    close(a[0]);
+    close(a[1]);
+    close(b[0]);
+    close(b[1]);
+}
+
 static void closed_peer(void)
 {
     int sv[2];
@@ -116,6 +171,7 @@ int main(void)
         return 1;
     burst_in_order(sv);
     partial_then_rest(sv);
+    two_sockets();
     close(sv[0]);
     close(sv[1]);
     closed_peer();

@@ -106,7 +106,6 @@ typedef struct slot {
     rp_changes *changes;     /* change_events: the objects seen (owned) */
     const char **change_sql; /* ... its RP_CHANGES_NINPUTS hash metrics' SQL (owned array) */
     rp_logcounts *logs;      /* server_log_event_counts: where it read */
-    bool disk_local;         /* psutil_disk of a local server: paths from it, usage measured here */
     uint64_t err_hash;
     uint64_t err_logged_at;
     int64_t fetch_time_ns;
@@ -115,8 +114,10 @@ typedef struct slot {
     bool probed;         /* the session was checked after a run on this connection */
     bool shape_ok;       /* column names checked for this statement */
     bool sized;          /* a result of this SQL was seen; read whole while it stays small */
+    bool disk_local;     /* psutil_disk of a local server: paths from it, usage measured here */
     uint64_t last_rows, last_bytes; /* of the last complete result */
 } slot;
+_Static_assert(sizeof(slot) <= 128, "slot: a fleet keeps one per metric per source");
 
 struct rp_source {
     rp_source_state state;

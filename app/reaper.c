@@ -22,6 +22,7 @@
 
 #include "app/cluster.h"
 #include "app/confwatch.h"
+#include "app/selfmetrics.h"
 #include "collect/changes.h"
 #include "collect/discovery.h"
 #include "collect/httpget.h"
@@ -65,7 +66,9 @@ typedef struct rp_reaper {
     rp_source_stats totals;      /* of sources that were stopped */
     const rp_collector_ops *ops; /* batch or per-metric collectors */
     rp_http *http;               /* /debug/pprof, NULL when off */
-    rp_task task;                /* the supervisor in the goroutine profile */
+    rp_http *metrics_http;       /* --metrics-addr: /metrics alone, NULL when off */
+    uint64_t reloads, reload_failures;
+    rp_task task; /* the supervisor in the goroutine profile */
     int argc;
     char **argv;
     rp_buf metric_tables;    /* the catalogue's storage names, for the PostgreSQL sink */
@@ -540,6 +543,7 @@ static void apply_config(rp_reaper *r, rp_catalog *cat, rp_source_set *set)
 {
     rp_catalog *old_cat = r->cat;
     rp_source_set *old_set = r->set;
+    r->reloads += old_cat != NULL;
     r->cat = cat;
     r->set = set;
     configure_discovery(r);
@@ -595,6 +599,7 @@ static void load_work(uv_work_t *w)
 static void load_failed(rp_reaper *r, const char *why, const rp_diag *diag)
 {
     uint64_t h = rp_hash_bytes(RP_HASH_INIT, diag->text.data, diag->text.len);
+    r->reload_failures++;
     if (h == r->db_error)
         return; /* said once until it changes */
     r->db_error = h;
@@ -698,6 +703,7 @@ static void reload(rp_reaper *r, const char *why)
     rp_catalog *cat;
     rp_source_set *set;
     if (rp_reaper_load(r->opts, &cat, &set, &diag) < 0) {
+        r->reload_failures++;
         rp_log_error("could not reload configuration (%s): keeping the running configuration", why);
         log_diag(RP_LOG_ERROR, &diag);
         rp_diag_fini(&diag);
@@ -832,6 +838,7 @@ static void on_sinks_closed(void *arg)
 }
 
 static void close_sinks(rp_reaper *r);
+static void close_listeners(rp_reaper *r);
 
 static void on_cluster_closed(void *arg)
 {
@@ -858,9 +865,7 @@ static void close_sinks(rp_reaper *r)
     (void)rp_sinks_flush(&r->sinks);
     rp_httpget_close(r->scraper); /* every source stopped: nothing in flight */
     r->scraper = NULL;
-    if (r->http)
-        rp_http_close(r->http, NULL, NULL);
-    r->http = NULL;
+    close_listeners(r);
     rp_task_set_state(&r->task, "closing sinks");
     rp_sinks_close(&r->sinks, on_sinks_closed, r);
 }
@@ -944,6 +949,70 @@ static void vars_cb(void *arg, rp_buf *b)
     vars_sinks(r, b);
 }
 
+static void close_listeners(rp_reaper *r)
+{
+    if (r->http)
+        rp_http_close(r->http, NULL, NULL);
+    r->http = NULL;
+    if (r->metrics_http)
+        rp_http_close(r->metrics_http, NULL, NULL);
+    r->metrics_http = NULL;
+}
+
+/* /metrics: pgreaper's own figures (app/selfmetrics.h). */
+static void metrics_cb(void *arg, rp_buf *b)
+{
+    rp_reaper *r = arg;
+    rp_selfmetrics_source *src = rp_calloc(r->nsrcs + 1, sizeof(*src));
+    size_t n = 0;
+    for (size_t i = 0; i < r->nsrcs; i++) {
+        const running *cell = r->srcs[i];
+        if (!cell->in_use || !cell->src)
+            continue;
+        src[n++] = (rp_selfmetrics_source){cell->ops->name(cell->src), cell->ops->state(cell->src),
+                                           cell->ops->stats(cell->src)};
+    }
+    rp_selfmetrics m = {.mode = r->ops->mode,
+                        .gone = &r->totals,
+                        .sources = src,
+                        .nsources = n,
+                        .sinks = r->shutting_down ? NULL : r->sinks.v,
+                        .nsinks = r->shutting_down ? 0 : r->sinks.n,
+                        .reloads = r->reloads,
+                        .reload_failures = r->reload_failures,
+                        .connecting = r->admit.active,
+                        .connect_queue = r->admit.nqueued,
+                        .cluster = r->cluster != NULL};
+    if (r->cluster)
+        rp_cluster_stats(r->cluster, &m.cluster_members, &m.cluster_leases, &m.cluster_rounds,
+                         &m.cluster_failed_rounds);
+    rp_selfmetrics_write(&m, b);
+    rp_free(src);
+}
+
+/* --metrics-addr: a listener of its own for /metrics alone. */
+static int start_metrics(rp_reaper *r)
+{
+    if (!r->opts->metrics_addr)
+        return 0;
+    rp_http_opts ho = {.addr = r->opts->metrics_addr,
+                       .allow_remote = true, /* an explicit address: scraped from elsewhere */
+                       .argc = r->argc,
+                       .argv = r->argv,
+                       .mask_arg = rp_connstr_mask,
+                       .metrics = metrics_cb,
+                       .metrics_arg = r,
+                       .metrics_only = true};
+    char err[512];
+    if (rp_http_start(&r->loop, &ho, &r->metrics_http, err, sizeof(err)) < 0) {
+        rp_log_error("%s", err);
+        return -EINVAL;
+    }
+    rp_log_info("metrics: serving /metrics on %s (port %d)", r->opts->metrics_addr,
+                rp_http_port(r->metrics_http));
+    return 0;
+}
+
 static int start_pprof(rp_reaper *r)
 {
     const char *addr = r->opts->pprof_addr ? r->opts->pprof_addr
@@ -958,7 +1027,9 @@ static int start_pprof(rp_reaper *r)
                        .argv = r->argv,
                        .mask_arg = rp_connstr_mask,
                        .vars = vars_cb,
-                       .vars_arg = r};
+                       .vars_arg = r,
+                       .metrics = metrics_cb,
+                       .metrics_arg = r};
     char err[512];
     if (rp_http_start(&r->loop, &ho, &r->http, err, sizeof(err)) < 0) {
         rp_log_error("%s", err);
@@ -1022,6 +1093,10 @@ static int init_loop(rp_reaper *r)
     char err[512];
     if (start_pprof(r) < 0)
         return -EINVAL;
+    if (start_metrics(r) < 0) {
+        close_listeners(r);
+        return -EINVAL;
+    }
     rp_sink_opts so = {
         .batching_delay_ms = r->opts->batching_delay_ms,
         .buffer_bytes = r->opts->sink_buffer_bytes,
@@ -1039,9 +1114,7 @@ static int init_loop(rp_reaper *r)
                       &so, err, sizeof(err)) < 0) {
         rp_log_error("could not open sink: %s", err);
         rp_admit_close(&r->admit);
-        if (r->http)
-            rp_http_close(r->http, NULL, NULL);
-        r->http = NULL;
+        close_listeners(r);
         return -EINVAL;
     }
     if (r->opts->cluster_db && open_cluster(r) < 0)

@@ -823,6 +823,7 @@ static void record_lateness(pm_source *s, int64_t late_ms)
         b++;
     pthread_mutex_lock(&s->lock);
     s->stats.lateness_ms_hist[late_ms <= 0 ? 0 : b]++;
+    s->stats.lateness_ms_sum += late_ms > 0 ? (uint64_t)late_ms : 0;
     pthread_mutex_unlock(&s->lock);
 }
 

@@ -1865,6 +1865,7 @@ static void record_lateness(rp_source *src, int64_t late)
     while (b < 15 && (1LL << b) <= late)
         b++;
     src->stats.lateness_ms_hist[b]++;
+    src->stats.lateness_ms_sum += late > 0 ? (uint64_t)late : 0;
 }
 
 static void arm_tick(rp_source *src)

@@ -79,6 +79,7 @@ typedef struct rp_source_stats {
     uint64_t writes_coalesced;     /* libpq's send() calls gathered into them */
     uint64_t socket_reads;         /* reads of a pipeline's answers (PQconsumeInput) */
     uint64_t lateness_ms_hist[16]; /* tick lateness: bucket i counts [2^(i-1), 2^i) ms */
+    uint64_t lateness_ms_sum;      /* ... and the sum of what it counted */
 } rp_source_stats;
 
 typedef void (*rp_source_closed_cb)(void *arg);

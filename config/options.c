@@ -115,6 +115,8 @@ const rp_opt_def rp_opt_table[] = {
      0, NULL, "off", "allow --pprof-addr to bind an address other than loopback"},
     {"pprof-token", "PGREAPER_PPROF_TOKEN", RP_OPT_STRING, OFF(pprof_token), 0, 0, "TOKEN", NULL,
      "require \"Authorization: Bearer TOKEN\" (or ?token=TOKEN) on every pprof request"},
+    {"metrics-addr", "PGREAPER_METRICS_ADDR", RP_OPT_STRING, OFF(metrics_addr), 0, 0, "HOST:PORT",
+     NULL, "serve pgreaper's own metrics (/metrics, Prometheus text) alone on HOST:PORT"},
     {"heap-sample-rate", "PGREAPER_HEAP_SAMPLE_RATE", RP_OPT_BYTES, OFF(heap_sample_rate), 0, 0,
      "BYTES", "512KiB",
      "mean bytes between heap profile samples (1: every allocation, 0: counters only)"},
@@ -161,6 +163,7 @@ void rp_options_fini(rp_options *o)
     rp_free(o->metrics);
     rp_free(o->libpq_trace);
     rp_free(o->pprof_addr);
+    rp_free(o->metrics_addr);
     rp_free(o->cluster_db);
     rp_free(o->instance_name);
     rp_free(o->sink_spool);

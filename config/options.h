@@ -62,6 +62,7 @@ typedef struct rp_options {
     bool pprof;           /* PGREAPER_PPROF=1: 127.0.0.1:6060 */
     bool pprof_allow_remote;
     char *pprof_token;
+    char *metrics_addr;       /* NULL = /metrics on the pprof listener only */
     int64_t heap_sample_rate; /* bytes; 0 = counters only */
 } rp_options;
 

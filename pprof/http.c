@@ -397,6 +397,10 @@ static void route(conn *c)
         reply_error(c, 401, "missing or wrong pprof token");
         return;
     }
+    if (c->srv->opts.metrics_only && strcmp(p, "/metrics") != 0) {
+        reply_error(c, 404, "404 page not found (this listener serves /metrics only)");
+        return;
+    }
     if (strcmp(p, "/debug/pprof/symbol") == 0 && (get || strcmp(c->req.method, "POST") == 0)) {
         start_job(c, J_SYMBOL, NULL);
         return;
@@ -404,6 +408,10 @@ static void route(conn *c)
     if (!get) {
         reply_error(c, 405, "method not allowed");
         return;
+    }
+    if (strcmp(p, "/metrics") == 0 && c->srv->opts.metrics) {
+        c->srv->opts.metrics(c->srv->opts.metrics_arg, &c->body);
+        return reply(c, "text/plain; version=0.0.4; charset=utf-8");
     }
     if (strcmp(p, "/debug/vars") == 0) {
         page_vars(c);

@@ -6,7 +6,9 @@
  * worker thread and written back from the loop. One request per connection.
  *
  * Endpoints: /debug/pprof/ (index), heap, allocs, goroutine, threadcreate (each with
- * ?debug=1|2 text), profile?seconds=N (CPU), symbol, cmdline; /debug/vars (JSON).
+ * ?debug=1|2 text), profile?seconds=N (CPU), symbol, cmdline; /debug/vars (JSON);
+ * /metrics (Prometheus text) when the application gives a writer. A listener can serve
+ * /metrics alone (metrics_only).
  */
 #ifndef RP_PPROF_HTTP_H
 #define RP_PPROF_HTTP_H
@@ -36,6 +38,9 @@ typedef struct rp_http_opts {
     void (*mask_arg)(const char *arg, rp_buf *out);
     rp_http_vars_fn vars;
     void *vars_arg;
+    rp_http_vars_fn metrics; /* appends the Prometheus exposition; NULL: no /metrics */
+    void *metrics_arg;
+    bool metrics_only; /* serve /metrics and nothing else */
 } rp_http_opts;
 
 typedef struct rp_http rp_http;

@@ -9,7 +9,7 @@ pkgs=(meson ninja-build pkg-config gcc libc6-dev python3 libuv1-dev libpq-dev li
       libcjson-dev postgresql-15 postgresql-client-15)
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
     pkgs+=(valgrind clang-format golang-go python3-yaml iproute2 pgbouncer pgpool2
-          prometheus-postgres-exporter prometheus-node-exporter patroni etcd-server)
+          prometheus prometheus-postgres-exporter prometheus-node-exporter patroni etcd-server)
 fi
 if [ "${1:-}" = "--bench" ]; then
     pkgs+=(collectd-core strace)

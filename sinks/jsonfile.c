@@ -121,6 +121,7 @@ static int jf_flush(rp_sink *base)
     jsonfile_sink *s = (jsonfile_sink *)base;
     if (s->out.len == 0)
         return 0; /* nothing attempted: the failing state stays as it is */
+    uint64_t started = uv_hrtime();
     size_t off = 0;
     while (off < s->out.len) {
         ssize_t w = write(s->fd, s->out.data + off, s->out.len - off);
@@ -139,6 +140,7 @@ static int jf_flush(rp_sink *base)
         }
         off += (size_t)w;
     }
+    rp_sink_note_write(base, (uv_hrtime() - started) / 1000);
     rp_sink_recovered(
         base, "sink \"%s\" works again; %llu rows could not be written while it failed", base->uri,
         (unsigned long long)(base->stats.rows_dropped - base->dropped_at_failure));

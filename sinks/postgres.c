@@ -556,10 +556,7 @@ static void queue_listing(pg_sink *s, rp_pgbuf_table *t, const char *dbname)
 
 static void copy_succeeded(pg_sink *s)
 {
-    uint64_t us = (uv_hrtime() - s->copy_started_ns) / 1000;
-    s->base.stats.flushes++;
-    s->base.stats.flush_us_total += us;
-    s->base.stats.flush_us_max = us > s->base.stats.flush_us_max ? us : s->base.stats.flush_us_max;
+    rp_sink_note_write(&s->base, (uv_hrtime() - s->copy_started_ns) / 1000);
     rp_pgbuf_table *t = s->buf.copy_table;
     t->failures = 0;
     for (size_t i = 0; i < s->buf.ncopy; i++) {

@@ -128,6 +128,18 @@ void rp_sink_recovered(rp_sink *k, const char *fmt, ...)
     rp_log_info("%s", msg);
 }
 
+void rp_sink_note_write(rp_sink *k, uint64_t us)
+{
+    rp_sink_stats *st = &k->stats;
+    st->flushes++;
+    st->flush_us_total += us;
+    st->flush_us_max = us > st->flush_us_max ? us : st->flush_us_max;
+    int b = 0;
+    while (b < 15 && us > 1000u * (1u << b))
+        b++;
+    st->flush_ms_hist[b]++;
+}
+
 void rp_sink_stats_add(rp_sink_stats *to, const rp_sink_stats *from)
 {
     const uint64_t *in = (const uint64_t *)from;

@@ -33,8 +33,9 @@ typedef struct rp_sink_stats {
     uint64_t flushes;        /* completed writes (a COPY, a write(2) of the buffer) */
     uint64_t flush_us_total; /* time spent in completed writes */
     uint64_t flush_us_max;
-    uint64_t buffered_bytes; /* waiting to be written now */
-    uint64_t reconnects;     /* connections made after the first */
+    uint64_t flush_ms_hist[16]; /* write time: bucket i counts (2^(i-1), 2^i] ms, i = 0: <= 1 */
+    uint64_t buffered_bytes;    /* waiting to be written now */
+    uint64_t reconnects;        /* connections made after the first */
     /* A row is buffered, then sent-unacknowledged (its COPY ended, the commit not yet
      * confirmed), then written; or dropped. */
     uint64_t rows_unacked;    /* now sent and not yet acknowledged (or being resolved) */
@@ -47,6 +48,8 @@ typedef struct rp_sink_stats {
 /* The sink's writes fail: the message becomes last_error and, when the sink was working
  * until now, is logged as an error with detail (may be NULL). */
 void rp_sink_failed(rp_sink *k, const char *detail, const char *fmt, ...) RP_PRINTF(3, 4);
+/* A write (a COPY, a write(2) of the buffer) completed in us microseconds: counted. */
+void rp_sink_note_write(rp_sink *k, uint64_t us);
 /* The sink works again: logged (info) only when it was failing. */
 void rp_sink_recovered(rp_sink *k, const char *fmt, ...) RP_PRINTF(2, 3);
 

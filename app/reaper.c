@@ -23,6 +23,7 @@
 #include "app/cluster.h"
 #include "app/confwatch.h"
 #include "app/selfmetrics.h"
+#include "app/service.h"
 #include "collect/changes.h"
 #include "collect/discovery.h"
 #include "collect/httpget.h"
@@ -67,6 +68,7 @@ typedef struct rp_reaper {
     const rp_collector_ops *ops; /* batch or per-metric collectors */
     rp_http *http;               /* /debug/pprof, NULL when off */
     rp_http *metrics_http;       /* --metrics-addr: /metrics alone, NULL when off */
+    rp_service service;          /* systemd's notify protocol and watchdog */
     uint64_t reloads, reload_failures;
     rp_task task; /* the supervisor in the goroutine profile */
     int argc;
@@ -614,6 +616,14 @@ static void loaded_again(rp_reaper *r, const char *why)
     r->db_error = 0;
 }
 
+/* The service manager hears READY=1 again, with what runs now. */
+static void ready_again(rp_reaper *r)
+{
+    char status[96];
+    snprintf(status, sizeof(status), "collecting %zu sources", r->live);
+    rp_service_ready(status);
+}
+
 static void load_done(uv_work_t *w, int status)
 {
     load_job *j = rp_container_of(w, load_job, work);
@@ -636,6 +646,8 @@ static void load_done(uv_work_t *w, int status)
         rp_log_info("reloading configuration (%s)", j->why);
         apply_config(r, j->cat, j->set);
     }
+    if (!j->quiet_if_same && !r->shutting_down)
+        ready_again(r); /* after the RELOADING=1 of an explicit reload */
     rp_diag_fini(&j->diag);
     rp_free(j);
     if (r->load_again && !r->shutting_down) {
@@ -694,6 +706,7 @@ static void open_config_watch(rp_reaper *r)
 
 static void reload(rp_reaper *r, const char *why)
 {
+    rp_service_reloading();
     if (uses_configdb(r->opts)) {
         reload_async(r, why, false);
         return;
@@ -708,6 +721,7 @@ static void reload(rp_reaper *r, const char *why)
         log_diag(RP_LOG_ERROR, &diag);
         rp_diag_fini(&diag);
         r->fingerprint = current_fingerprint(r); /* do not repeat until the files change again */
+        ready_again(r);
         return;
     }
     if (diag.text.len)
@@ -715,6 +729,7 @@ static void reload(rp_reaper *r, const char *why)
     rp_diag_fini(&diag);
     rp_log_info("reloading configuration (%s)", why);
     apply_config(r, cat, set);
+    ready_again(r);
 }
 
 /*-------------------------------------------------------------------------
@@ -740,6 +755,7 @@ static void begin_shutdown(rp_reaper *r, const char *signame)
         return;
     }
     r->shutting_down = true;
+    rp_service_stopping();
     rp_task_set_state(&r->task, "draining sources");
     rp_log_info("received %s: shutting down", signame);
     uv_timer_stop(&r->refresh);
@@ -835,6 +851,7 @@ static void on_sinks_closed(void *arg)
     uv_close((uv_handle_t *)&r->sig_term, NULL);
     uv_close((uv_handle_t *)&r->sig_int, NULL);
     uv_close((uv_handle_t *)&r->refresh, NULL);
+    rp_service_stop(&r->service); /* the watchdog is pinged until the end */
 }
 
 static void close_sinks(rp_reaper *r);
@@ -1196,6 +1213,8 @@ int rp_reaper_run(const rp_options *o, int argc, char **argv)
     rp_task_register(&r.task, "supervisor", "pgreaper", NULL);
     rp_task_set_state(&r.task, "running");
     apply_config(&r, cat, set);
+    rp_service_start(&r.service, &r.loop);
+    ready_again(&r);
     uv_run(&r.loop, UV_RUN_DEFAULT);
     rp_task_unregister(&r.task);
     for (size_t i = 0; i < r.nsrcs; i++)

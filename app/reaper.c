@@ -68,7 +68,9 @@ typedef struct rp_reaper {
     const rp_collector_ops *ops; /* batch or per-metric collectors */
     rp_http *http;               /* /debug/pprof, NULL when off */
     rp_http *metrics_http;       /* --metrics-addr: /metrics alone, NULL when off */
-    rp_service service;          /* systemd's notify protocol and watchdog */
+    rp_http **sink_http;         /* per sink: the listener of a pull sink, or NULL */
+    size_t nsink_http;
+    rp_service service; /* systemd's notify protocol and watchdog */
     uint64_t reloads, reload_failures;
     rp_task task; /* the supervisor in the goroutine profile */
     int argc;
@@ -974,6 +976,47 @@ static void close_listeners(rp_reaper *r)
     if (r->metrics_http)
         rp_http_close(r->metrics_http, NULL, NULL);
     r->metrics_http = NULL;
+    for (size_t i = 0; i < r->nsink_http; i++)
+        if (r->sink_http[i])
+            rp_http_close(r->sink_http[i], NULL, NULL);
+    rp_free(r->sink_http);
+    r->sink_http = NULL;
+    r->nsink_http = 0;
+}
+
+static void sink_expose(void *arg, rp_buf *b)
+{
+    rp_sink *k = arg;
+    k->ops->expose(k, b);
+}
+
+/* Pull sinks (prometheus://): a listener each at the sink's address, serving /metrics
+ * alone. The address is used as given: a Prometheus server scrapes from elsewhere. */
+static int start_sink_listeners(rp_reaper *r)
+{
+    r->sink_http = rp_calloc(r->sinks.n + 1, sizeof(rp_http *));
+    r->nsink_http = r->sinks.n;
+    for (size_t i = 0; i < r->sinks.n; i++) {
+        rp_sink *k = r->sinks.v[i];
+        if (!k->ops->expose || !k->serve_addr)
+            continue;
+        rp_http_opts ho = {.addr = k->serve_addr,
+                           .allow_remote = true,
+                           .argc = r->argc,
+                           .argv = r->argv,
+                           .mask_arg = rp_connstr_mask,
+                           .metrics = sink_expose,
+                           .metrics_arg = k,
+                           .metrics_only = true};
+        char err[512];
+        if (rp_http_start(&r->loop, &ho, &r->sink_http[i], err, sizeof(err)) < 0) {
+            rp_log_error("sink %s: %s", k->uri, err);
+            return -EINVAL;
+        }
+        rp_log_info("sink %s: serving /metrics on %s (port %d)", k->uri, k->serve_addr,
+                    rp_http_port(r->sink_http[i]));
+    }
+    return 0;
 }
 
 /* /metrics: pgreaper's own figures (app/selfmetrics.h). */
@@ -1132,6 +1175,12 @@ static int init_loop(rp_reaper *r)
         rp_log_error("could not open sink: %s", err);
         rp_admit_close(&r->admit);
         close_listeners(r);
+        return -EINVAL;
+    }
+    if (start_sink_listeners(r) < 0) {
+        close_listeners(r);
+        rp_sinks_close(&r->sinks, NULL, NULL);
+        rp_admit_close(&r->admit);
         return -EINVAL;
     }
     if (r->opts->cluster_db && open_cluster(r) < 0)

@@ -167,6 +167,7 @@ static void on_family(void *arg, const char *family, const rp_batch *b)
     rp_batch v = *b;
     v.source = s->def.name;
     v.metric = v.storage = family;
+    v.scraped = true;
     v.fetch_time_ns = s->scrape_ns;
     v.custom_tags = s->def.custom_tags;
     v.ncustom_tags = s->def.ncustom_tags;

@@ -365,6 +365,8 @@ size_t rp_source_write_batch(const rp_source_opts *opts, const rp_source_def *de
     b->source = def->name;
     b->metric = metric->name;
     b->storage = metric->storage_name ? metric->storage_name : metric->name;
+    b->gauges = metric->gauges;
+    b->ngauges = metric->ngauges;
     b->fetch_time_ns = t;
     b->custom_tags = def->custom_tags;
     b->ncustom_tags = def->ncustom_tags;

@@ -39,7 +39,7 @@ static void put_escaped(rp_buf *b, const char *s, bool quote)
 
 void rp_expo_family(rp_buf *b, const char *name, rp_expo_type type, const char *help)
 {
-    static const char *const types[] = {"counter", "gauge", "histogram"};
+    static const char *const types[] = {"counter", "gauge", "histogram", "untyped"};
     rp_buf_printf(b, "# HELP %s ", name);
     put_escaped(b, help, false);
     rp_buf_printf(b, "\n# TYPE %s %s\n", name, types[type]);
@@ -84,6 +84,14 @@ void rp_expo_f64(rp_buf *b, const char *name, const rp_expo_label *labels, size_
     put_head(b, name, "", labels, nlabels, NULL);
     put_f64(b, value);
     rp_buf_putc(b, '\n');
+}
+
+void rp_expo_f64_at(rp_buf *b, const char *name, const rp_expo_label *labels, size_t nlabels,
+                    double value, int64_t ts_ms)
+{
+    put_head(b, name, "", labels, nlabels, NULL);
+    put_f64(b, value);
+    rp_buf_printf(b, " %lld\n", (long long)ts_ms);
 }
 
 void rp_expo_u64(rp_buf *b, const char *name, const rp_expo_label *labels, size_t nlabels,

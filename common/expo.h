@@ -18,6 +18,7 @@ typedef enum rp_expo_type {
     RP_EXPO_COUNTER,
     RP_EXPO_GAUGE,
     RP_EXPO_HISTOGRAM,
+    RP_EXPO_UNTYPED,
 } rp_expo_type;
 
 typedef struct rp_expo_label {
@@ -31,6 +32,9 @@ void rp_expo_family(rp_buf *b, const char *name, rp_expo_type type, const char *
 /* One sample: name{labels} value. */
 void rp_expo_f64(rp_buf *b, const char *name, const rp_expo_label *labels, size_t nlabels,
                  double value);
+/* The same with a timestamp (milliseconds since the epoch). */
+void rp_expo_f64_at(rp_buf *b, const char *name, const rp_expo_label *labels, size_t nlabels,
+                    double value, int64_t ts_ms);
 /* The same for a counter or count, written exactly. */
 void rp_expo_u64(rp_buf *b, const char *name, const rp_expo_label *labels, size_t nlabels,
                  uint64_t value);

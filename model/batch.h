@@ -72,6 +72,10 @@ typedef struct rp_batch {
     const char *arena;           /* ... or values in arena (borrowed) at ... */
     const struct rp_cell *cells; /* ... cells[row * ncols + col] (borrowed) ... */
     const char *const *vals;     /* ... or vals[row * ncols + col], NULL = SQL null */
+    char *const *gauges;         /* the metric's gauge columns ("*": all); borrowed, not
+                                  * kept by copies (rp_batch_copy_make copies data only) */
+    size_t ngauges;
+    bool scraped; /* from a source of kind prometheus: one family a batch */
 } rp_batch;
 
 /* Where collectors hand their batches (the application wires it to the sinks). The

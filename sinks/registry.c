@@ -15,6 +15,7 @@ static const rp_sink_ops *const registry[] = {
     &rp_sink_jsonfile_ops,
     &rp_sink_postgres_ops,
     &rp_sink_postgresql_ops,
+    &rp_sink_prometheus_ops,
 };
 
 /* A libpq key=value connection string ("host=... dbname=..."): a PostgreSQL sink. */
@@ -42,10 +43,10 @@ int rp_sinks_check_uri(const char *uri, char *err, size_t errlen)
     if (ops)
         return ops->check ? ops->check(uri, err, errlen) : 0;
     const char *colon = strchr(uri, ':');
-    if (colon && (strncmp(uri, "prometheus:", 11) == 0 || strncmp(uri, "grpc:", 5) == 0))
+    if (colon && strncmp(uri, "grpc:", 5) == 0)
         snprintf(err, errlen,
                  "sink \"%.*s\" is not supported by this version of pgreaper "
-                 "(supported: postgresql, jsonfile)",
+                 "(supported: postgresql, jsonfile, prometheus)",
                  (int)(colon - uri), uri);
     else if (colon) /* only the scheme: the rest may hold a password */
         snprintf(err, errlen,

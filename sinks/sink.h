@@ -17,6 +17,7 @@
 
 #include <uv.h>
 
+#include "common/buf.h"
 #include "common/compiler.h"
 #include "common/tasks.h"
 #include "model/batch.h"
@@ -97,12 +98,16 @@ typedef struct rp_sink_ops {
      * could not be written in last_error and stats, release everything, then call cb
      * (possibly before returning). */
     void (*close)(rp_sink *sink, rp_sink_closed_cb cb, void *arg);
+    /* A pull sink: append what a scrape reads (the Prometheus text format) to out; the
+     * application serves it over HTTP at the sink's serve_addr. NULL for push sinks. */
+    void (*expose)(rp_sink *sink, rp_buf *out);
 } rp_sink_ops;
 
 /* Common head of every sink object. */
 struct rp_sink {
     const rp_sink_ops *ops;
-    char *uri; /* owned, for messages (never holds a password: see rp_connstr_mask) */
+    char *uri;        /* owned, for messages (never holds a password: see rp_connstr_mask) */
+    char *serve_addr; /* owned; a pull sink's HOST:PORT (see expose), else NULL */
     rp_sink_stats stats;
     char last_error[256];
     bool failing;                /* its last write attempt failed (rp_sink_failed) */
@@ -140,6 +145,7 @@ void rp_sinks_close(rp_sinks *s, rp_sinks_closed_cb cb, void *arg);
 
 extern const rp_sink_ops rp_sink_jsonfile_ops;
 extern const rp_sink_ops rp_sink_postgres_ops;
+extern const rp_sink_ops rp_sink_prometheus_ops;
 extern const rp_sink_ops rp_sink_postgresql_ops;
 
 #endif /* RP_SINKS_SINK_H */

@@ -64,11 +64,15 @@ def main():
          'libpq reason with file:line:col', err)
     t.ok('hunter' not in err, 'no password in the message', err)
 
-    rc, out, err = run(['--check', '--sources', good, '--sink', 'prometheus://u:secret@h:9187'])
+    rc, out, err = run(['--check', '--sources', good, '--sink', 'grpc://u:secret@h:9187'])
     t.is_(rc, 1, 'a sink this version lacks is refused')
-    t.ok('sink "prometheus" is not supported by this version of pgreaper' in err, 'with a clear '
+    t.ok('sink "grpc" is not supported by this version of pgreaper' in err, 'with a clear '
          'message', err)
     t.ok('secret' not in err, 'no password from the sink URI', err)
+    rc, out, err = run(['--check', '--sources', good, '--sink', 'prometheus://u:secret@h:9187'])
+    t.is_(rc, 1, 'a prometheus sink with a user and password is refused (it listens)')
+    t.ok('expected prometheus://HOST:PORT' in err and 'secret' not in err,
+         'with the expected form and no password', err)
 
     metrics = write(d, 'm.yaml', 'metrics:\n  x:\n    sqls:\n      11: select 1\n'
                     'presets:\n  p:\n    metrics: {x: 0}\n')

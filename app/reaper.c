@@ -984,37 +984,46 @@ static void close_listeners(rp_reaper *r)
     r->nsink_http = 0;
 }
 
+/* A listener that serves /metrics alone from fn(arg), at addr as given (any interface
+ * included: a Prometheus server scrapes from elsewhere). what names it in messages. */
+static int start_metrics_only(rp_reaper *r, const char *addr, rp_http_vars_fn fn, void *arg,
+                              const char *what, rp_http **out)
+{
+    rp_http_opts ho = {.addr = addr,
+                       .allow_remote = true,
+                       .argc = r->argc,
+                       .argv = r->argv,
+                       .mask_arg = rp_connstr_mask,
+                       .metrics = fn,
+                       .metrics_arg = arg,
+                       .metrics_only = true};
+    char err[512];
+    if (rp_http_start(&r->loop, &ho, out, err, sizeof(err)) < 0) {
+        rp_log_error("%s: %s", what, err);
+        return -EINVAL;
+    }
+    rp_log_info("%s: serving /metrics on %s (port %d)", what, addr, rp_http_port(*out));
+    return 0;
+}
+
 static void sink_expose(void *arg, rp_buf *b)
 {
     rp_sink *k = arg;
     k->ops->expose(k, b);
 }
 
-/* Pull sinks (prometheus://): a listener each at the sink's address, serving /metrics
- * alone. The address is used as given: a Prometheus server scrapes from elsewhere. */
+/* Pull sinks (prometheus://): a listener each at the sink's address. */
 static int start_sink_listeners(rp_reaper *r)
 {
     r->sink_http = rp_calloc(r->sinks.n + 1, sizeof(rp_http *));
     r->nsink_http = r->sinks.n;
     for (size_t i = 0; i < r->sinks.n; i++) {
         rp_sink *k = r->sinks.v[i];
-        if (!k->ops->expose || !k->serve_addr)
-            continue;
-        rp_http_opts ho = {.addr = k->serve_addr,
-                           .allow_remote = true,
-                           .argc = r->argc,
-                           .argv = r->argv,
-                           .mask_arg = rp_connstr_mask,
-                           .metrics = sink_expose,
-                           .metrics_arg = k,
-                           .metrics_only = true};
-        char err[512];
-        if (rp_http_start(&r->loop, &ho, &r->sink_http[i], err, sizeof(err)) < 0) {
-            rp_log_error("sink %s: %s", k->uri, err);
+        char what[300];
+        snprintf(what, sizeof(what), "sink %s", k->uri);
+        if (k->ops->expose && k->serve_addr &&
+            start_metrics_only(r, k->serve_addr, sink_expose, k, what, &r->sink_http[i]) < 0)
             return -EINVAL;
-        }
-        rp_log_info("sink %s: serving /metrics on %s (port %d)", k->uri, k->serve_addr,
-                    rp_http_port(r->sink_http[i]));
     }
     return 0;
 }
@@ -1055,22 +1064,7 @@ static int start_metrics(rp_reaper *r)
 {
     if (!r->opts->metrics_addr)
         return 0;
-    rp_http_opts ho = {.addr = r->opts->metrics_addr,
-                       .allow_remote = true, /* an explicit address: scraped from elsewhere */
-                       .argc = r->argc,
-                       .argv = r->argv,
-                       .mask_arg = rp_connstr_mask,
-                       .metrics = metrics_cb,
-                       .metrics_arg = r,
-                       .metrics_only = true};
-    char err[512];
-    if (rp_http_start(&r->loop, &ho, &r->metrics_http, err, sizeof(err)) < 0) {
-        rp_log_error("%s", err);
-        return -EINVAL;
-    }
-    rp_log_info("metrics: serving /metrics on %s (port %d)", r->opts->metrics_addr,
-                rp_http_port(r->metrics_http));
-    return 0;
+    return start_metrics_only(r, r->opts->metrics_addr, metrics_cb, r, "metrics", &r->metrics_http);
 }
 
 static int start_pprof(rp_reaper *r)

@@ -4,25 +4,19 @@ listener (behind its token); counters that follow what happens (fetches, a faili
 metric, a source that is down, a reload and a refused one); then scraped by a real
 Prometheus 2.42, whose HTTP API answers PromQL over them: a rate, a label, the schedule
 lateness histogram."""
-import json
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'lib'))
 from pgharness import Postgres, Reaper, Tap, skip_all  # noqa: E402
-
-PROMETHEUS = '/usr/bin/prometheus'
-PROMTOOL = '/usr/bin/promtool'
+from promharness import (PROMTOOL, available, free_port, prometheus, promql,  # noqa: E402
+                         wait_for)
 
 METRICS = '''
 metrics:
@@ -39,12 +33,6 @@ def sources(pg):
     return ('- name: up\n  conn_str: %s\n  custom_metrics: {tick: 1, broken: 1}\n'
             '- name: down\n  conn_str: host=127.0.0.1 port=1 dbname=x connect_timeout=1\n'
             '  custom_metrics: {tick: 1}\n' % pg.conn_str())
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def get(port, path, token=None):
@@ -66,26 +54,6 @@ def sample(text, name, **labels):
         if line.startswith(head + ' '):
             return float(line.split()[-1])
     return None
-
-
-def wait_for(fn, timeout=20):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.2)
-    return fn()
-
-
-def promql(port, query):
-    """The result vector of an instant query ([] while Prometheus is not up yet)."""
-    url = 'http://127.0.0.1:%d/api/v1/query?%s' % (port, urllib.parse.urlencode({'query': query}))
-    try:
-        with urllib.request.urlopen(url, timeout=10) as r:
-            return json.loads(r.read())['data']['result']
-    except (urllib.error.URLError, ConnectionError):
-        return []
 
 
 def check_exposition(t, text):
@@ -145,19 +113,8 @@ def pprof_listener(t, r):
 
 
 def with_prometheus(t, mport):
-    d = tempfile.mkdtemp(prefix='rp-prom-')
-    pport = free_port()
-    conf = os.path.join(d, 'prometheus.yml')
-    with open(conf, 'w') as f:
-        f.write('global: {scrape_interval: 1s, evaluation_interval: 1s}\n'
-                'scrape_configs:\n  - job_name: pgreaper\n'
-                '    static_configs: [{targets: ["127.0.0.1:%d"]}]\n' % mport)
-    p = subprocess.Popen([PROMETHEUS, '--config.file=' + conf, '--storage.tsdb.path=' + d,
-                          '--web.listen-address=127.0.0.1:%d' % pport],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        up = wait_for(lambda: promql(pport, 'up{job="pgreaper"} == 1') if p.poll() is None
-                      else None, timeout=30)
+    with prometheus('pgreaper', mport) as pport:
+        up = wait_for(lambda: promql(pport, 'up{job="pgreaper"} == 1'), timeout=30)
         t.ok(up, 'Prometheus scrapes pgreaper', up)
         rate = wait_for(lambda: promql(pport, 'rate(pgreaper_fetches_total[5s]) > 0'),
                         timeout=20)
@@ -169,14 +126,10 @@ def with_prometheus(t, mport):
                           'pgreaper_schedule_lateness_seconds_bucket[5s]))')
         v = float(q[0]['value'][1]) if q else float('nan')
         t.ok(0 <= v < 1, 'a dashboard query: p99 schedule lateness under a second: %s' % v, q)
-    finally:
-        p.terminate()
-        p.wait(10)
-        shutil.rmtree(d, True)
 
 
 def main():
-    if not (os.path.exists(PROMETHEUS) and os.path.exists(PROMTOOL)):
+    if not available():
         skip_all('needs Debian prometheus (scripts/deps.sh --test)')
     t = Tap()
     pg = Postgres('ownmetrics')

@@ -5,15 +5,11 @@ as labels; text columns and NULLs left out), checked by Debian's promtool and sc
 a real Prometheus 2.42; a row that a later fetch no longer returns disappears, a source
 removed stops being served after `stale` seconds, rows with the same labels are served
 once and counted, and a series cap drops (counts, says) what would pass it."""
-import json
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -21,9 +17,8 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'lib'))
 from pgharness import Postgres, Reaper, Tap, skip_all  # noqa: E402
-
-PROMETHEUS = '/usr/bin/prometheus'
-PROMTOOL = '/usr/bin/promtool'
+from promharness import (PROMTOOL, available, free_port, prometheus, promql,  # noqa: E402
+                         wait_for)
 
 METRICS = '''
 metrics:
@@ -53,12 +48,6 @@ def sources(pg, names=('local',)):
                    for n in names)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def scrape(port):
     try:
         with urllib.request.urlopen('http://127.0.0.1:%d/metrics' % port, timeout=10) as r:
@@ -75,25 +64,6 @@ def samples(text, name):
         if m:
             out[m.group(1) or ''] = (float(m.group(2)), m.group(3))
     return out
-
-
-def wait_for(fn, timeout=20):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.2)
-    return fn()
-
-
-def promql(port, query):
-    url = 'http://127.0.0.1:%d/api/v1/query?%s' % (port, urllib.parse.urlencode({'query': query}))
-    try:
-        with urllib.request.urlopen(url, timeout=10) as r:
-            return json.loads(r.read())['data']['result']
-    except (urllib.error.URLError, ConnectionError):
-        return []
 
 
 def names_and_types(t, text):
@@ -128,26 +98,13 @@ def rows_and_dups(t, pg, port):
 
 
 def with_prometheus(t, sport):
-    d = tempfile.mkdtemp(prefix='rp-prom-')
-    pport = free_port()
-    conf = os.path.join(d, 'prometheus.yml')
-    with open(conf, 'w') as f:
-        f.write('global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: pgwatch\n'
-                '    static_configs: [{targets: ["127.0.0.1:%d"]}]\n' % sport)
-    p = subprocess.Popen([PROMETHEUS, '--config.file=' + conf, '--storage.tsdb.path=' + d,
-                          '--web.listen-address=127.0.0.1:%d' % pport],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    with prometheus('pgwatch', sport) as pport:
         got = wait_for(lambda: promql(pport, 'pgwatch_dbstat_xact_commit{dbname="local",'
                                              'datname="postgres",env="prod"}'), 30)
         t.ok(got and float(got[0]['value'][1]) > 0, 'Prometheus stores the sink\'s series, '
              'labels and all', got)
         rate = wait_for(lambda: promql(pport, 'rate(pgwatch_dbstat_xact_commit[10s]) > 0'), 30)
         t.ok(rate, 'rate() over a pgwatch counter', rate)
-    finally:
-        p.terminate()
-        p.wait(10)
-        shutil.rmtree(d, True)
 
 
 def stale_and_cap(t, pg, binary):
@@ -173,7 +130,7 @@ def stale_and_cap(t, pg, binary):
 
 
 def main():
-    if not (os.path.exists(PROMETHEUS) and os.path.exists(PROMTOOL)):
+    if not available():
         skip_all('needs Debian prometheus (scripts/deps.sh --test)')
     t = Tap()
     pg = Postgres('promsink')

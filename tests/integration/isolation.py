@@ -7,7 +7,12 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'lib'))
-from pgharness import Postgres, Reaper, Tap  # noqa: E402
+from pgharness import Postgres, Reaper, Tap, skip_all  # noqa: E402
+
+if os.environ.get('RP_VALGRIND'):
+    # Rates over fixed windows (a fresh batch a second through a reconnect per offender):
+    # under valgrind they failed 2 of 5 runs on 2026-12-07 with nothing else running.
+    skip_all('timing bounds: not under valgrind (the ASan and normal runs have it)')
 
 OFFENDERS = {
     'm_begin': 'begin',

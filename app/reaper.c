@@ -1028,19 +1028,43 @@ static int start_sink_listeners(rp_reaper *r)
     return 0;
 }
 
+/* The per-metric counts of the collectors behind src[0..n), into one array (owned by the
+ * caller); each src[i] points into it. */
+static rp_metric_count *gather_metric_counts(const running **cells, rp_selfmetrics_source *src,
+                                             size_t n)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        if (cells[i]->ops->metric_counts)
+            total += cells[i]->ops->metric_counts(cells[i]->src, NULL, 0);
+    rp_metric_count *all = rp_calloc(total + 1, sizeof(*all));
+    for (size_t i = 0, at = 0; i < n; i++) {
+        if (!cells[i]->ops->metric_counts)
+            continue;
+        src[i].metrics = &all[at];
+        src[i].nmetrics = cells[i]->ops->metric_counts(cells[i]->src, &all[at], total - at);
+        at += src[i].nmetrics;
+    }
+    return all;
+}
+
 /* /metrics: pgreaper's own figures (app/selfmetrics.h). */
 static void metrics_cb(void *arg, rp_buf *b)
 {
     rp_reaper *r = arg;
     rp_selfmetrics_source *src = rp_calloc(r->nsrcs + 1, sizeof(*src));
+    const running **cells = rp_calloc(r->nsrcs + 1, sizeof(*cells));
     size_t n = 0;
     for (size_t i = 0; i < r->nsrcs; i++) {
         const running *cell = r->srcs[i];
         if (!cell->in_use || !cell->src)
             continue;
-        src[n++] = (rp_selfmetrics_source){cell->ops->name(cell->src), cell->ops->state(cell->src),
-                                           cell->ops->stats(cell->src)};
+        cells[n] = cell;
+        src[n++] = (rp_selfmetrics_source){.name = cell->ops->name(cell->src),
+                                           .state = cell->ops->state(cell->src),
+                                           .stats = cell->ops->stats(cell->src)};
     }
+    rp_metric_count *counts = gather_metric_counts(cells, src, n);
     rp_selfmetrics m = {.mode = r->ops->mode,
                         .gone = &r->totals,
                         .sources = src,
@@ -1056,6 +1080,8 @@ static void metrics_cb(void *arg, rp_buf *b)
         rp_cluster_stats(r->cluster, &m.cluster_members, &m.cluster_leases, &m.cluster_rounds,
                          &m.cluster_failed_rounds);
     rp_selfmetrics_write(&m, b);
+    rp_free(counts);
+    rp_free(cells);
     rp_free(src);
 }
 

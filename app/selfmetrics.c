@@ -110,6 +110,31 @@ static void write_lateness(const rp_source_stats *t, rp_buf *b)
                       NBOUNDS, (double)t->lateness_ms_sum / 1000.0);
 }
 
+/* Fetches and errors by (source, metric): sources x metrics series, each a counter. */
+static void write_metric_counts(const rp_selfmetrics *m, rp_buf *b)
+{
+    static const struct {
+        const char *name, *help;
+        bool errors;
+    } fam[] = {
+        {"pgreaper_metric_fetches_total", "Queries of the metric on the source that completed.",
+         false},
+        {"pgreaper_metric_fetch_errors_total", "Queries of the metric on the source that failed.",
+         true},
+    };
+    for (size_t k = 0; k < sizeof(fam) / sizeof(fam[0]); k++) {
+        rp_expo_family(b, fam[k].name, RP_EXPO_COUNTER, fam[k].help);
+        for (size_t i = 0; i < m->nsources; i++) {
+            const rp_selfmetrics_source *s = &m->sources[i];
+            for (size_t j = 0; j < s->nmetrics; j++) {
+                rp_expo_label l[2] = {{"source", s->name}, {"metric", s->metrics[j].metric}};
+                rp_expo_u64(b, fam[k].name, l, 2,
+                            fam[k].errors ? s->metrics[j].errors : s->metrics[j].fetches);
+            }
+        }
+    }
+}
+
 static void write_sources(const rp_selfmetrics *m, rp_buf *b)
 {
     rp_source_stats t = *m->gone;
@@ -132,6 +157,7 @@ static void write_sources(const rp_selfmetrics *m, rp_buf *b)
             rp_expo_u64(b, per_source[k].name, &(rp_expo_label){"source", m->sources[i].name}, 1,
                         field(m->sources[i].stats, per_source[k].off));
     }
+    write_metric_counts(m, b);
 }
 
 typedef struct sink_counter {

@@ -24,6 +24,8 @@ typedef struct rp_selfmetrics_source {
     const char *name;
     const char *state; /* "ready", "busy", "offline", ... */
     const rp_source_stats *stats;
+    const rp_metric_count *metrics; /* per metric of its plan; NULL when not counted */
+    size_t nmetrics;
 } rp_selfmetrics_source;
 
 typedef struct rp_selfmetrics {

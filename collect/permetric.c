@@ -61,11 +61,12 @@ typedef struct pm_worker {
     int interval_s[2];        /* [primary, standby]; 0 = not in that role's plan */
     bool is_instance_up;
     bool failing, no_sql_logged;
-    int64_t skip_until;     /* CLOCK_MONOTONIC ms; see rp_source_error_unavailable */
-    rp_native_state native; /* for metrics read from /proc */
-    rp_logcounts logs;      /* server_log_event_counts: where it read */
-    uint64_t err_len;       /* length of the last message, to log an unavailable one once */
-    PGcancel *cancel;       /* under src->lock while a query runs */
+    int64_t skip_until;       /* CLOCK_MONOTONIC ms; see rp_source_error_unavailable */
+    rp_native_state native;   /* for metrics read from /proc */
+    rp_logcounts logs;        /* server_log_event_counts: where it read */
+    uint64_t err_len;         /* length of the last message, to log an unavailable one once */
+    PGcancel *cancel;         /* under src->lock while a query runs */
+    uint64_t fetches, errors; /* under src->lock: this metric's share of src->stats */
 } pm_worker;
 
 typedef struct pm_item {
@@ -108,6 +109,8 @@ struct pm_source {
     rp_source_stats snapshot; /* the loop's copy, for rp_collector_ops.stats */
     pm_worker *w;
     size_t nw;
+    rp_metric_count *carried; /* the counts of workers joined so far (names owned; loop) */
+    size_t ncarried, cap_carried;
     _Atomic size_t exited;
     pm_phase phase;
     uv_async_t async;
@@ -531,6 +534,7 @@ static void offender(pm_worker *w, const char *what)
     w->failing = true;
     pthread_mutex_lock(&w->src->lock);
     w->src->stats.fetch_errors++;
+    w->errors++;
     w->src->stats.session_resets++;
     pthread_mutex_unlock(&w->src->lock);
 }
@@ -555,6 +559,7 @@ static bool over_caps(pm_worker *w, const PGresult *res)
     w->failing = true;
     pthread_mutex_lock(&w->src->lock);
     w->src->stats.fetch_errors++;
+    w->errors++;
     w->src->stats.results_over_cap++;
     pthread_mutex_unlock(&w->src->lock);
     return true;
@@ -587,11 +592,13 @@ static void take_result(pm_worker *w, PGresult *res, int64_t t)
     s->stats.pipelines++;
     if (ok) {
         s->stats.fetches_ok++;
+        w->fetches++;
         s->stats.rows += (uint64_t)PQntuples(res);
         s->stats.values += (uint64_t)PQntuples(res) * (uint64_t)PQnfields(res);
         queue_locked(s, res, w->def, t, -1);
     } else {
         s->stats.fetch_errors++;
+        w->errors++;
         PQclear(res);
     }
     pthread_mutex_unlock(&s->lock);
@@ -667,6 +674,7 @@ static int run_disk(pm_worker *w, pm_conn *c)
     pthread_mutex_lock(&s->lock);
     if (rc < 0) {
         s->stats.fetch_errors++;
+        w->errors++;
         if (!w->failing)
             rp_log_at(RP_LOG_ERROR, s->def.name, w->def->name, NULL, "%s", err);
         w->failing = true;
@@ -674,6 +682,7 @@ static int run_disk(pm_worker *w, pm_conn *c)
     } else {
         w->failing = false;
         s->stats.fetches_ok++;
+        w->fetches++;
         s->stats.rows += d->nrows;
         push_locked(s, (pm_item){.disk = d, .def = w->def, .fetch_ns = t});
     }
@@ -687,6 +696,7 @@ static void queue_row(pm_worker *w, rp_native_row *row, int rc, int64_t t)
     pthread_mutex_lock(&s->lock);
     if (rc < 0) {
         s->stats.fetch_errors++;
+        w->errors++;
         if (!w->failing)
             rp_log_at(RP_LOG_ERROR, s->def.name, w->def->name, NULL,
                       "could not read the metric from this host's /proc: %s", strerror(-rc));
@@ -695,6 +705,7 @@ static void queue_row(pm_worker *w, rp_native_row *row, int rc, int64_t t)
     } else {
         w->failing = false;
         s->stats.fetches_ok++;
+        w->fetches++;
         s->stats.rows++;
         s->stats.values += row->ncols;
         push_locked(s, (pm_item){.row = row, .def = w->def, .fetch_ns = t});
@@ -981,11 +992,34 @@ static void on_handle_closed(uv_handle_t *h)
         free_source(s);
 }
 
+static rp_metric_count *find_carried(const pm_source *s, const char *name)
+{
+    for (size_t i = 0; i < s->ncarried; i++)
+        if (strcmp(s->carried[i].metric, name) == 0)
+            return &s->carried[i];
+    return NULL;
+}
+
+/* Keep a joined worker's counts for the next threads of the same metric. */
+static void carry_counts(pm_source *s, const pm_worker *w)
+{
+    rp_metric_count *c = find_carried(s, w->def->name);
+    if (!c) {
+        rp_grow((void **)&s->carried, &s->cap_carried, s->ncarried + 1, sizeof(*s->carried));
+        c = &s->carried[s->ncarried++];
+        *c = (rp_metric_count){.metric = rp_strdup(w->def->name)};
+    }
+    c->fetches += w->fetches;
+    c->errors += w->errors;
+}
+
 static void join_threads(pm_source *s)
 {
-    for (size_t i = 0; i < s->nw; i++)
+    for (size_t i = 0; i < s->nw; i++) {
         if (s->w[i].started)
             pthread_join(s->w[i].th, NULL); /* they have all returned: no wait */
+        carry_counts(s, &s->w[i]);
+    }
     free(s->w);
     s->w = NULL;
     s->nw = 0;
@@ -1141,6 +1175,9 @@ static void free_source(pm_source *s)
     rp_source_def_fini(&s->def);
     rp_catalog_unref(s->cat);
     rp_changes_free(s->changes);
+    for (size_t i = 0; i < s->ncarried; i++)
+        rp_free((char *)s->carried[i].metric);
+    rp_free(s->carried);
     free(s->masked_conn);
     rp_task_unregister(&s->task);
     free(s);
@@ -1167,6 +1204,22 @@ static const rp_source_stats *pm_stats(const void *c)
     return &s->snapshot;
 }
 
+static size_t pm_metric_counts(const void *c, rp_metric_count *out, size_t cap)
+{
+    pm_source *s = (pm_source *)c;
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < s->nw && i < cap; i++) {
+        const rp_metric_count *old = find_carried(s, s->w[i].def->name);
+        out[i] = (rp_metric_count){s->w[i].def->name, s->w[i].fetches, s->w[i].errors};
+        if (old) {
+            out[i].fetches += old->fetches;
+            out[i].errors += old->errors;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return s->nw;
+}
+
 static const char *pm_state(const void *c)
 {
     const pm_source *s = c;
@@ -1184,4 +1237,5 @@ const rp_collector_ops rp_permetric_ops = {
     .def_of = pm_def_of,
     .stats = pm_stats,
     .state = pm_state,
+    .metric_counts = pm_metric_counts,
 };

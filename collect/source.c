@@ -115,7 +115,8 @@ typedef struct slot {
     bool shape_ok;       /* column names checked for this statement */
     bool sized;          /* a result of this SQL was seen; read whole while it stays small */
     bool disk_local;     /* psutil_disk of a local server: paths from it, usage measured here */
-    uint64_t last_rows, last_bytes; /* of the last complete result */
+    uint32_t last_rows, last_bytes; /* of the last complete result, saturated at UINT32_MAX */
+    uint32_t fetches, errors;       /* this metric's share of stats.fetches_ok/fetch_errors */
 } slot;
 _Static_assert(sizeof(slot) <= 128, "slot: a fleet keeps one per metric per source");
 
@@ -1074,6 +1075,19 @@ bool rp_source_error_unavailable(const char *sqlstate)
     return false;
 }
 
+/* A fetch of sl's metric completed or failed: counted for the source and the metric. */
+static void count_fetch(rp_source *src, slot *sl)
+{
+    src->stats.fetches_ok++;
+    sl->fetches++;
+}
+
+static void count_error(rp_source *src, slot *sl)
+{
+    src->stats.fetch_errors++;
+    sl->errors++;
+}
+
 /* A metric this server cannot run (extension, view or privilege missing): one warning,
  * then it is left out for SKIP_MS and tried again. */
 static void metric_unavailable(rp_source *src, slot *sl, const char *msg, const char *state,
@@ -1111,7 +1125,7 @@ static bool session_is_shared(rp_source *src, const char *why)
 
 static void metric_failed(rp_source *src, slot *sl, const PGresult *res)
 {
-    src->stats.fetch_errors++;
+    count_error(src, sl);
     const char *msg = PQresultErrorMessage(res);
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     uint64_t h = rp_hash_str(RP_HASH_INIT, msg);
@@ -1150,7 +1164,7 @@ static void metric_rows(rp_source *src, slot *sl, const PGresult *res)
         rp_batch_init_cells(&b, res, src->arena.data, src->cells, src->nrows);
     else
         rp_batch_init_result(&b, res);
-    src->stats.fetches_ok++;
+    count_fetch(src, sl);
     src->stats.rows += b.nrows;
     src->stats.values +=
         rp_source_write_batch(src->opts, &src->def, sl->def, &b, sl->fetch_time_ns);
@@ -1222,7 +1236,8 @@ static void begin_item(rp_source *src, const item *it)
     const slot *sl = &src->slots[it->slot];
     uint64_t max_rows, max_bytes;
     result_caps(src, sl, &max_rows, &max_bytes);
-    bool guarded = !sl->sized || sl->last_rows > max_rows / GUARD_DIVISOR ||
+    bool guarded = !sl->sized || sl->last_rows == UINT32_MAX || sl->last_bytes == UINT32_MAX ||
+                   sl->last_rows > max_rows / GUARD_DIVISOR ||
                    sl->last_bytes > max_bytes / GUARD_DIVISOR;
     src->single = guarded && PQsetSingleRowMode(src->client.conn) == 1;
 }
@@ -1256,7 +1271,7 @@ static void result_over_cap(rp_source *src, slot *sl)
 {
     uint64_t max_rows, max_bytes, now = now_ms(src);
     result_caps(src, sl, &max_rows, &max_bytes);
-    src->stats.fetch_errors++;
+    count_error(src, sl);
     src->stats.results_over_cap++;
     rp_log_at(RP_LOG_ERROR, src->def.name, sl->def->name, NULL,
               "metric result too large: %llu rows, %llu bytes (caps: %llu rows, %llu bytes; "
@@ -1282,7 +1297,7 @@ static bool duplicate_column(rp_source *src, slot *sl, const PGresult *res)
         for (int j = 0; j < i; j++) {
             if (strcmp(PQfname(res, i), PQfname(res, j)) != 0)
                 continue;
-            src->stats.fetch_errors++;
+            count_error(src, sl);
             if (!sl->failing || sl->err_hash != 1)
                 rp_log_at(RP_LOG_ERROR, src->def.name, sl->def->name, NULL,
                           "metric returns two columns named \"%s\" (columns %d and %d): "
@@ -1306,7 +1321,7 @@ static void query_result(rp_source *src, slot *sl, PGresult *res)
     } else if (st == PGRES_COMMAND_OK) {
         char what[96];
         snprintf(what, sizeof(what), "ran %.40s, a command, not a query", PQcmdStatus(res));
-        src->stats.fetch_errors++;
+        count_error(src, sl);
         offender(src, sl, what);
     } else if (st != PGRES_TUPLES_OK) {
         if (st != PGRES_PIPELINE_ABORTED)
@@ -1319,8 +1334,8 @@ static void query_result(rp_source *src, slot *sl, PGresult *res)
             src->over_cap = over_caps(src, sl, src->seen_rows, src->seen_bytes);
         }
         sl->sized = true;
-        sl->last_rows = src->seen_rows;
-        sl->last_bytes = src->seen_bytes;
+        sl->last_rows = src->seen_rows < UINT32_MAX ? (uint32_t)src->seen_rows : UINT32_MAX;
+        sl->last_bytes = src->seen_bytes < UINT32_MAX ? (uint32_t)src->seen_bytes : UINT32_MAX;
         if (src->over_cap)
             result_over_cap(src, sl);
         else if (sl->shape_ok || !duplicate_column(src, sl, res))
@@ -1427,7 +1442,7 @@ static void change_result(rp_source *src, const item *it, const PGresult *res)
                   "%s lacks the columns change_events compares: ignored",
                   rp_changes_input(it->sub));
     } else {
-        src->stats.fetches_ok++;
+        count_fetch(src, sl);
     }
     int last = RP_CHANGES_NINPUTS - 1;
     while (last > 0 && !sl->change_sql[last])
@@ -1441,7 +1456,7 @@ static void emit_row(rp_source *src, slot *sl, const rp_native_row *row, int64_t
 {
     rp_batch b;
     rp_native_batch(row, &b);
-    src->stats.fetches_ok++;
+    count_fetch(src, sl);
     src->stats.rows++;
     src->stats.values += rp_source_write_batch(src->opts, &src->def, sl->def, &b, t);
     rp_batch_fini(&b);
@@ -1466,7 +1481,7 @@ static void logs_result(rp_source *src, slot *sl, const PGresult *res)
     }
     sl->failing = false;
     if (rc > 0)
-        src->stats.fetches_ok++; /* nothing new to store this time */
+        count_fetch(src, sl); /* nothing new to store this time */
     else
         emit_row(src, sl, &row, sl->fetch_time_ns);
 }
@@ -1488,7 +1503,7 @@ static void disk_result(rp_source *src, slot *sl, const PGresult *res)
         return;
     }
     sl->failing = false;
-    src->stats.fetches_ok++;
+    count_fetch(src, sl);
     for (size_t i = 0; i < d->nrows; i++) {
         rp_batch b;
         rp_diskusage_batch(d, i, &b);
@@ -1901,7 +1916,7 @@ static void emit_native(rp_source *src, slot *sl)
         sl->native = rp_calloc(1, sizeof(*sl->native));
     int rc = rp_native_read(sl->def->code, sl->native, now, &row);
     if (rc < 0) {
-        src->stats.fetch_errors++;
+        count_error(src, sl);
         if (!sl->failing)
             rp_log_at(RP_LOG_ERROR, src->def.name, sl->def->name, NULL,
                       "could not read the metric from this host's /proc: %s", strerror(-rc));
@@ -2234,6 +2249,19 @@ static const rp_source_stats *ops_stats(const void *c)
     return rp_source_get_stats(c);
 }
 
+size_t rp_source_metric_counts(const rp_source *src, rp_metric_count *out, size_t cap)
+{
+    for (size_t i = 0; i < src->nslots && i < cap; i++)
+        out[i] =
+            (rp_metric_count){src->slots[i].def->name, src->slots[i].fetches, src->slots[i].errors};
+    return src->nslots;
+}
+
+static size_t ops_metric_counts(const void *c, rp_metric_count *out, size_t cap)
+{
+    return rp_source_metric_counts(c, out, cap);
+}
+
 static const char *ops_state(const void *c)
 {
     return rp_source_state_name(c);
@@ -2261,4 +2289,5 @@ const rp_collector_ops rp_source_ops = {
     .state = ops_state,
     .resume = ops_resume,
     .next_fetch = ops_next_fetch,
+    .metric_counts = ops_metric_counts,
 };

@@ -82,6 +82,12 @@ typedef struct rp_source_stats {
     uint64_t lateness_ms_sum;      /* ... and the sum of what it counted */
 } rp_source_stats;
 
+/* Fetches and errors of one metric of a source (their share of fetches_ok/fetch_errors). */
+typedef struct rp_metric_count {
+    const char *metric; /* borrowed: valid until the collector's next reload or stop */
+    uint64_t fetches, errors;
+} rp_metric_count;
+
 typedef void (*rp_source_closed_cb)(void *arg);
 
 /*
@@ -118,6 +124,8 @@ void rp_source_stop(rp_source *src, int drain_ms, rp_source_closed_cb cb, void *
 const char *rp_source_name(const rp_source *src);
 const rp_source_def *rp_source_def_of(const rp_source *src);
 const rp_source_stats *rp_source_get_stats(const rp_source *src);
+/* Per-metric counts of the metrics in the current plan: see rp_collector_ops.metric_counts. */
+size_t rp_source_metric_counts(const rp_source *src, rp_metric_count *out, size_t cap);
 /* Short name of the current state ("ready", "busy", ...). */
 const char *rp_source_state_name(const rp_source *src);
 
@@ -166,6 +174,9 @@ typedef struct rp_collector_ops {
     const char *(*state)(const void *c);
     void (*resume)(void *c, const rp_sched_resume *at); /* NULL: not supported */
     int64_t (*next_fetch)(const void *c);               /* NULL: not supported */
+    /* The counts of up to cap of the metrics the collector runs, into out; returns how
+     * many it runs (call with cap 0 to size out). NULL: no per-metric counts. */
+    size_t (*metric_counts)(const void *c, rp_metric_count *out, size_t cap);
 } rp_collector_ops;
 
 extern const rp_collector_ops rp_source_ops;

@@ -1,7 +1,8 @@
 """pgreaper's own metrics at /metrics: the Prometheus text format as Debian's promtool
 checks it, on a listener of its own (--metrics-addr, /metrics alone) and on the pprof
 listener (behind its token); counters that follow what happens (fetches, a failing
-metric, a source that is down, a reload and a refused one); then scraped by a real
+metric, a source that is down, a reload and a refused one), per source and per (source,
+metric) in both modes, kept across reloads; then scraped by a real
 Prometheus 2.42, whose HTTP API answers PromQL over them: a rate, a label, the schedule
 lateness histogram."""
 import os
@@ -90,13 +91,59 @@ def counters_follow(t, r, mport):
     t.ok((sample(text, 'pgreaper_sink_rows_total', sink='jsonfile://' + r.out) or 0) >= 1,
          'the sink counts the rows it accepted (labelled with its URI)')
     t.ok((sample(text, 'process_resident_memory_bytes') or 0) > 1e6, 'process_* figures')
+    per_metric_counts(t, text, 'up')
     check_exposition(t, text)
 
 
+def metric_samples(text, name, source):
+    """{metric: value} of one per-(source, metric) family."""
+    pat = re.compile(r'^%s\{source="%s",metric="([^"]+)"\} (\S+)$' % (name, source), re.M)
+    return {m: float(v) for m, v in pat.findall(text)}
+
+
+def per_metric_counts(t, text, source, mode='batch'):
+    ok = metric_samples(text, 'pgreaper_metric_fetches_total', source)
+    err = metric_samples(text, 'pgreaper_metric_fetch_errors_total', source)
+    t.ok(err.get('broken', 0) >= 2 and err.get('tick') == 0,
+         '%s: errors by metric: the failing one, not the other' % mode, err)
+    t.ok(ok.get('tick', 0) >= 2 and ok.get('broken') == 0,
+         '%s: fetches by metric: the working one, not the failing one' % mode, ok)
+    t.is_(sum(ok.values()), sample(text, 'pgreaper_source_fetches_total', source=source),
+          '%s: the metrics\' fetches add up to the source\'s' % mode)
+    t.is_(sum(err.values()), sample(text, 'pgreaper_source_fetch_errors_total', source=source),
+          '%s: ... and so do their errors' % mode)
+    return ok, err
+
+
+def per_metric_mode(t, pg):
+    """The same counts in --mode=per-metric, where a reload restarts the metric threads:
+    the counts go on from where they were."""
+    mport = free_port()
+    r = Reaper(sys.argv[1], sources(pg), METRICS,
+               args=['--mode=per-metric', '--metrics-addr', '127.0.0.1:%d' % mport,
+                     '--log-level', 'info']).start()
+    t.ok(r.wait_log('metrics: serving /metrics', 20), 'per-metric: the metrics listener is up',
+         r.log())
+    text = wait_for(lambda: (lambda x: x if (sample(x, 'pgreaper_source_fetch_errors_total',
+                                                    source='up') or 0) >= 2 else None)(
+        get(mport, '/metrics')[2])) or ''
+    before, _ = per_metric_counts(t, text, 'up', 'per-metric')
+    r.send(signal.SIGHUP)
+    wait_for(lambda: sample(get(mport, '/metrics')[2], 'pgreaper_config_reloads_total') == 1.0)
+    after = metric_samples(get(mport, '/metrics')[2], 'pgreaper_metric_fetches_total', 'up')
+    t.ok(after.get('tick', 0) >= before.get('tick', 1),
+         'per-metric: a reload (threads restarted) keeps the counts', (before, after))
+    t.is_(r.stop(), 0, 'per-metric: pgreaper exits 0')
+
+
 def reloads(t, r, mport, pg):
+    before = metric_samples(get(mport, '/metrics')[2], 'pgreaper_metric_fetches_total', 'up')
     r.send(signal.SIGHUP)
     t.ok(wait_for(lambda: sample(get(mport, '/metrics')[2], 'pgreaper_config_reloads_total')
                   == 1.0), 'a reload is counted')
+    after = metric_samples(get(mport, '/metrics')[2], 'pgreaper_metric_fetches_total', 'up')
+    t.ok(after.get('tick', 0) >= before.get('tick', 1), 'a reload keeps the per-metric counts',
+         (before, after))
     r.write_sources('- name: [broken\n')
     r.send(signal.SIGHUP)
     t.ok(wait_for(lambda: sample(get(mport, '/metrics')[2],
@@ -145,6 +192,7 @@ def main():
     with_prometheus(t, mport)
     t.is_(r.stop(), 0, 'pgreaper exits 0')
     t.ok('s3cret' not in r.log(), 'the token is not in the log')
+    per_metric_mode(t, pg)
     pg.cleanup()
     t.done()
 

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'tests', 'lib'))
@@ -70,6 +71,9 @@ def main():
     ap.add_argument('--preset', default='standard')
     ap.add_argument('--binary', default=os.path.join(HERE, '..', 'build', 'pgreaper'))
     ap.add_argument('--extra', default='', help='more pgreaper flags')
+    ap.add_argument('--heap-profile', metavar='FILE',
+                    help='save /debug/pprof/heap at the end of the window (go tool pprof '
+                         '-sample_index=inuse_space -top FILE: where the per-source bytes are)')
     a = ap.parse_args()
     n = a.real or a.fake
     build = os.path.dirname(os.path.abspath(a.binary))
@@ -105,6 +109,10 @@ def main():
     cpu1, w1 = proc_cpu(pid), time.time()
     threads, sm, hwm = proc_status_kb(pid, 'Threads'), smaps(pid), proc_status_kb(pid, 'VmHWM')
     mem = json.loads(fetch(port, '/debug/vars'))['memstats']
+    if a.heap_profile:
+        with urllib.request.urlopen('http://127.0.0.1:%d/debug/pprof/heap' % port) as h, \
+                open(a.heap_profile, 'wb') as f:
+            f.write(h.read())
     backends = len(backend_pids(pg)) if pg else n
     rc = r.stop(timeout=120)
     errors = {}

@@ -135,7 +135,7 @@ size_t rp_sched_due(rp_sched *s, int64_t now, bool busy, size_t *out_idx)
         }
         /* Advance on the grid; whole intervals missed while late are skipped, not queued. */
         int64_t missed = (now - e->next_due) / e->interval_ms;
-        e->skipped += (uint64_t)missed;
+        e->skipped += (uint32_t)missed;
         e->next_due += (missed + 1) * e->interval_ms;
     }
     if (busy && any)

@@ -20,8 +20,8 @@ typedef struct rp_sched_entry {
     const char *key;     /* borrowed; identifies the metric across rp_sched_set() calls */
     int64_t interval_ms; /* > 0 */
     int64_t next_due;    /* absolute, ms */
-    uint64_t fired;
-    uint64_t skipped;
+    uint32_t fired;      /* 32 bits: a fleet keeps one entry per metric per source */
+    uint32_t skipped;
 } rp_sched_entry;
 
 typedef struct rp_sched {

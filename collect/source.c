@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -90,8 +91,16 @@ typedef struct item { /* 8 bytes: a fleet keeps a first pipeline's worth per sou
     uint8_t sub;
 } item;
 
+/* What the few metrics that are not one query keep (each pointer owned). */
+typedef struct slot_special {
+    rp_native_state *native; /* a metric read from /proc: the last counters */
+    rp_changes *changes;     /* change_events: the objects seen */
+    const char **change_sql; /* ... its RP_CHANGES_NINPUTS hash metrics' SQL (array) */
+    rp_logcounts *logs;      /* server_log_event_counts: where it read */
+} slot_special;
+
 /* One metric as this connection runs it. */
-typedef struct slot {
+typedef struct slot {         /* 96 bytes: mind the holes */
     const rp_metric_def *def; /* borrowed from src->cat */
     int interval_s;
     uint32_t shared_gen; /* instance-level: the last result stored (collect/instcache.h) */
@@ -100,25 +109,43 @@ typedef struct slot {
     uint32_t stmt_id;    /* the prepared statement is rp_<stmt_id> */
     bool prepared;
     bool no_sql_logged;
-    bool failing;            /* last run failed (for transition logging) */
-    bool is_instance_up;     /* produced by pgreaper itself, no SQL */
-    rp_native_state *native; /* a metric read from /proc: the last counters (owned) */
-    rp_changes *changes;     /* change_events: the objects seen (owned) */
-    const char **change_sql; /* ... its RP_CHANGES_NINPUTS hash metrics' SQL (owned array) */
-    rp_logcounts *logs;      /* server_log_event_counts: where it read */
-    uint64_t err_hash;
-    uint64_t err_logged_at;
-    int64_t fetch_time_ns;
-    uint64_t skip_until; /* loop ms: left out until then (see metric_unavailable) */
+    bool failing;        /* last run failed (for transition logging) */
+    bool is_instance_up; /* produced by pgreaper itself, no SQL */
     bool offender;       /* changed the session or is no query: left out until its SQL changes */
     bool probed;         /* the session was checked after a run on this connection */
     bool shape_ok;       /* column names checked for this statement */
     bool sized;          /* a result of this SQL was seen; read whole while it stays small */
     bool disk_local;     /* psutil_disk of a local server: paths from it, usage measured here */
+    struct slot_special *special; /* owned; NULL for a metric that is one query */
+    uint32_t err_hash;            /* err_key of the last error logged; 1: a duplicate column */
+    uint32_t err_logged_s;        /* loop seconds: when it was logged */
+    int64_t fetch_time_ns;
+    uint64_t skip_until;            /* loop ms: left out until then (see metric_unavailable) */
     uint32_t last_rows, last_bytes; /* of the last complete result, saturated at UINT32_MAX */
     uint32_t fetches, errors;       /* this metric's share of stats.fetches_ok/fetch_errors */
 } slot;
-_Static_assert(sizeof(slot) <= 128, "slot: a fleet keeps one per metric per source");
+_Static_assert(sizeof(slot) <= 96, "slot: a fleet keeps one per metric per source");
+
+/* An error message's hash as a slot keeps it: 32 bits tell repeats apart well enough. */
+static uint32_t err_key(uint64_t h)
+{
+    return (uint32_t)(h ^ (h >> 32));
+}
+
+/* Reading: all NULL for a metric that is one query. */
+static const slot_special *sp(const slot *sl)
+{
+    static const slot_special none;
+    return sl->special ? sl->special : &none;
+}
+
+/* Writing: made when a metric first needs it. */
+static slot_special *own_sp(slot *sl)
+{
+    if (!sl->special)
+        sl->special = rp_calloc(1, sizeof(slot_special));
+    return sl->special;
+}
 
 struct rp_source {
     rp_source_state state;
@@ -171,7 +198,7 @@ struct rp_source {
     rp_source_def *next_def; /* owned; with next_cat, a reload waiting */
     rp_catalog *next_cat;    /* non-NULL: next_def and next_cat wait */
     bool plan_dirty;         /* the runtime query changed role or version */
-    char reset_why[200];     /* non-empty: reconnect after this batch */
+    char *reset_why;         /* owned; non-NULL: reconnect after this batch (see want_reset) */
     bool tainted;            /* a metric of this pipeline changed the session: later results are
                               * discarded (counted), they may carry that change */
 
@@ -414,15 +441,15 @@ static void choose_change_sql(rp_source *src, slot *sl)
 {
     sl->sql = NULL;
     int n = 0;
-    if (!sl->change_sql)
-        sl->change_sql = rp_calloc(RP_CHANGES_NINPUTS, sizeof(*sl->change_sql));
+    if (!sp(sl)->change_sql)
+        own_sp(sl)->change_sql = rp_calloc(RP_CHANGES_NINPUTS, sizeof(const char *));
     for (int k = 0; k < RP_CHANGES_NINPUTS; k++) {
         const rp_metric_def *d = rp_catalog_metric(src->cat, rp_changes_input(k));
-        sl->change_sql[k] = d ? rp_metric_sql_for(d, src->server_version) : NULL;
-        n += sl->change_sql[k] != NULL;
+        sp(sl)->change_sql[k] = d ? rp_metric_sql_for(d, src->server_version) : NULL;
+        n += sp(sl)->change_sql[k] != NULL;
     }
-    if (n > 0 && !sl->changes)
-        sl->changes = rp_changes_new();
+    if (n > 0 && !sp(sl)->changes)
+        own_sp(sl)->changes = rp_changes_new();
     if (n == 0 && !sl->no_sql_logged)
         rp_log_at(RP_LOG_WARN, src->def.name, sl->def->name, NULL,
                   "change_events compares the catalogue's sproc_hashes, table_hashes, "
@@ -457,8 +484,8 @@ static void choose_sql(rp_source *src, slot *sl)
     }
     if (sl->def->code == RP_CODE_LOG_EVENT_COUNTS) {
         sl->sql = NULL; /* a placeholder: never sent (see collect/logcounts.h) */
-        if (!sl->logs)
-            sl->logs = rp_calloc(1, sizeof(rp_logcounts));
+        if (!sp(sl)->logs)
+            own_sp(sl)->logs = rp_calloc(1, sizeof(rp_logcounts));
         return;
     }
     if (!sql && !sl->no_sql_logged && !sl->is_instance_up) {
@@ -480,10 +507,14 @@ static const char *stmt_name(const slot *sl, char buf[16])
 /* What a slot owns beyond its statement. */
 static void free_slot(slot *sl)
 {
-    rp_changes_free(sl->changes);
-    rp_free(sl->change_sql);
-    rp_free(sl->logs);
-    rp_free(sl->native);
+    if (!sl->special)
+        return;
+    rp_changes_free(sl->special->changes);
+    rp_free(sl->special->change_sql);
+    rp_free(sl->special->logs);
+    rp_free(sl->special->native);
+    rp_free(sl->special);
+    sl->special = NULL;
 }
 
 static const slot *find_slot(const slot *v, size_t n, const char *name)
@@ -699,6 +730,25 @@ static void enter_backoff(rp_source *src, const char *why)
     rp_pgclient_fail(&src->client, why);
 }
 
+/* Reconnect after this batch, for the first reason given (a fleet keeps no room for one). */
+RP_PRINTF(2, 3) static void want_reset(rp_source *src, const char *fmt, ...)
+{
+    if (src->reset_why)
+        return;
+    char why[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    src->reset_why = rp_strdup(why);
+}
+
+static void clear_reset(rp_source *src)
+{
+    rp_free(src->reset_why);
+    src->reset_why = NULL;
+}
+
 static void went_down(rp_source *src)
 {
     bool was_up = src->was_connected, draining = src->state == RP_SOURCE_DRAINING;
@@ -706,7 +756,7 @@ static void went_down(rp_source *src)
     disconnect(src);
     uv_timer_stop(&src->tick_timer);
     set_state(src, RP_SOURCE_OFFLINE);
-    src->reset_why[0] = '\0'; /* reconnecting resets the session anyway */
+    clear_reset(src); /* reconnecting resets the session anyway */
     src->tainted = false;
     apply_pending(src);
     if (was_up)
@@ -828,13 +878,14 @@ static int send_changes(rp_source *src, size_t idx)
 {
     slot *sl = &src->slots[idx];
     sl->fetch_time_ns = rp_clock_wall_ns();
-    rp_changes_begin(sl->changes);
+    rp_changes_begin(sp(sl)->changes);
     for (int k = 0; k < RP_CHANGES_NINPUTS; k++) {
-        if (!sl->change_sql[k])
+        if (!sp(sl)->change_sql[k])
             continue;
         add_item(src, ITEM_CHANGE, (int)idx);
         src->items[src->nitems - 1].sub = (uint8_t)k;
-        if (!PQsendQueryParams(src->client.conn, sl->change_sql[k], 0, NULL, NULL, NULL, NULL, 0) ||
+        if (!PQsendQueryParams(src->client.conn, sp(sl)->change_sql[k], 0, NULL, NULL, NULL, NULL,
+                               0) ||
             send_sync(src) < 0)
             return -EIO;
         src->stats.queries++;
@@ -848,7 +899,7 @@ static int send_logs(rp_source *src, size_t idx)
     slot *sl = &src->slots[idx];
     char offset[24];
     const char *vals[3];
-    rp_logcounts_params(sl->logs, offset, vals);
+    rp_logcounts_params(sp(sl)->logs, offset, vals);
     sl->fetch_time_ns = rp_clock_wall_ns();
     add_item(src, ITEM_LOGS, (int)idx);
     if (!PQsendQueryParams(src->client.conn, rp_logcounts_sql, 3, NULL, vals, NULL, NULL, 0))
@@ -890,7 +941,7 @@ static int send_metric(rp_source *src, size_t idx)
         return -EIO;
     if (sl->def->code == RP_CODE_CHANGE_EVENTS)
         return send_changes(src, idx);
-    if (sl->logs)
+    if (sp(sl)->logs)
         return send_logs(src, idx);
     if (sl->disk_local)
         return send_disk(src, idx);
@@ -989,7 +1040,7 @@ static void send_console(rp_source *src, const size_t *due, size_t ndue, bool ru
     }
     for (size_t i = 0; i < ndue; i++) {
         const slot *sl = &src->slots[due[i]];
-        if (sl->sql && !sl->changes && !sl->logs && !sl->disk_local)
+        if (sl->sql && !sp(sl)->changes && !sp(sl)->logs && !sl->disk_local)
             add_item(src, ITEM_QUERY, (int)due[i]);
     }
     if (src->nitems == 0) {
@@ -1094,12 +1145,13 @@ static void metric_unavailable(rp_source *src, slot *sl, const char *msg, const 
                                uint64_t h)
 {
     uint64_t now = now_ms(src);
-    rp_log_at(h == sl->err_hash ? RP_LOG_DEBUG : RP_LOG_WARN, src->def.name, sl->def->name, msg,
+    rp_log_at(err_key(h) == sl->err_hash ? RP_LOG_DEBUG : RP_LOG_WARN, src->def.name, sl->def->name,
+              msg,
               "metric skipped: it cannot run on this server (SQLSTATE %s); tried again every "
               "%d minutes",
               state, SKIP_MS / 60000);
-    sl->err_hash = h;
-    sl->err_logged_at = now;
+    sl->err_hash = err_key(h);
+    sl->err_logged_s = (uint32_t)(now / 1000);
     sl->skip_until = now + SKIP_MS;
     sl->failing = true;
 }
@@ -1142,11 +1194,12 @@ static void metric_failed(rp_source *src, slot *sl, const PGresult *res)
         metric_unavailable(src, sl, msg, state, h);
         return;
     }
-    if (!sl->failing || h != sl->err_hash || now - sl->err_logged_at >= ERROR_RELOG_MS) {
+    if (!sl->failing || err_key(h) != sl->err_hash ||
+        now / 1000 - sl->err_logged_s >= ERROR_RELOG_MS / 1000) {
         rp_log_at(RP_LOG_ERROR, src->def.name, sl->def->name, msg,
                   "metric query failed (SQLSTATE %s)", state ? state : "?");
-        sl->err_logged_at = now;
-        sl->err_hash = h;
+        sl->err_logged_s = (uint32_t)(now / 1000);
+        sl->err_hash = err_key(h);
     }
     sl->failing = true;
 }
@@ -1191,8 +1244,7 @@ static void offender(rp_source *src, slot *sl, const char *what)
     sl->offender = true;
     sl->failing = true;
     src->tainted = true;
-    if (!src->reset_why[0])
-        snprintf(src->reset_why, sizeof(src->reset_why), "metric \"%s\" %s", sl->def->name, what);
+    want_reset(src, "metric \"%s\" %s", sl->def->name, what);
 }
 
 void rp_source_result_caps(const rp_source_opts *opts, const rp_metric_def *def, uint64_t *rows,
@@ -1281,12 +1333,11 @@ static void result_over_cap(rp_source *src, slot *sl)
               (unsigned long long)max_rows, (unsigned long long)max_bytes, SKIP_MS / 60000);
     sl->failing = true;
     sl->err_hash = 0;
-    sl->err_logged_at = now;
+    sl->err_logged_s = (uint32_t)(now / 1000);
     sl->skip_until = now + SKIP_MS;
-    if (src->seen_bytes > max_bytes && !src->reset_why[0]) /* libpq keeps its grown buffer */
-        snprintf(src->reset_why, sizeof(src->reset_why),
-                 "metric \"%s\" returned %llu bytes: releasing the connection's read buffer",
-                 sl->def->name, (unsigned long long)src->seen_bytes);
+    if (src->seen_bytes > max_bytes) /* libpq keeps its grown buffer */
+        want_reset(src, "metric \"%s\" returned %llu bytes: releasing the connection's read buffer",
+                   sl->def->name, (unsigned long long)src->seen_bytes);
 }
 
 /* Two columns of one name would overwrite each other in every sink. */
@@ -1436,7 +1487,7 @@ static void change_result(rp_source *src, const item *it, const PGresult *res)
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         if (PQresultStatus(res) != PGRES_PIPELINE_ABORTED)
             metric_failed(src, sl, res);
-    } else if (rp_changes_feed(sl->changes, it->sub, res, sl->fetch_time_ns, emit_change, src) <
+    } else if (rp_changes_feed(sp(sl)->changes, it->sub, res, sl->fetch_time_ns, emit_change, src) <
                0) {
         rp_log_at(RP_LOG_WARN, src->def.name, sl->def->name, NULL,
                   "%s lacks the columns change_events compares: ignored",
@@ -1445,10 +1496,10 @@ static void change_result(rp_source *src, const item *it, const PGresult *res)
         count_fetch(src, sl);
     }
     int last = RP_CHANGES_NINPUTS - 1;
-    while (last > 0 && !sl->change_sql[last])
+    while (last > 0 && !sp(sl)->change_sql[last])
         last--;
     if (it->sub == last)
-        rp_changes_finish(sl->changes, sl->fetch_time_ns, emit_change, src);
+        rp_changes_finish(sp(sl)->changes, sl->fetch_time_ns, emit_change, src);
 }
 
 /* One row pgreaper computed itself (collect/native.h) as the metric's measurement. */
@@ -1473,7 +1524,7 @@ static void logs_result(rp_source *src, slot *sl, const PGresult *res)
     }
     rp_native_row row;
     char err[200];
-    int rc = rp_logcounts_result(sl->logs, res, src->is_local, sl->fetch_time_ns, &row, err,
+    int rc = rp_logcounts_result(sp(sl)->logs, res, src->is_local, sl->fetch_time_ns, &row, err,
                                  sizeof(err));
     if (rc < 0) {
         metric_unavailable(src, sl, err, "55000", rp_hash_str(RP_HASH_INIT, err));
@@ -1613,7 +1664,7 @@ static void reset_session(rp_source *src)
 {
     rp_log_at(RP_LOG_WARN, src->def.name, NULL, NULL, "resetting the connection: %s",
               src->reset_why);
-    src->reset_why[0] = '\0';
+    clear_reset(src);
     src->tainted = false;
     src->stats.session_resets++;
     disconnect(src);
@@ -1622,8 +1673,25 @@ static void reset_session(rp_source *src)
     rp_pgclient_reset(&src->client);
 }
 
+/* Between pipelines a fleet keeps little per source: the single-row arena and its cells
+ * go (they serve a metric's first runs and large results), and an items array grown by a
+ * first pipeline (every statement prepared and probed) shrinks to twice the last one. */
+static void trim_between_batches(rp_source *src)
+{
+    enum { MIN_ITEMS = 16 };
+    rp_buf_fini(&src->arena);
+    rp_free(src->cells);
+    src->cells = NULL;
+    src->ncells = src->cap_cells = src->nrows = 0;
+    if (src->cap_items > MIN_ITEMS * 2 && src->nitems * 4 <= src->cap_items) {
+        src->cap_items = src->nitems * 2 > MIN_ITEMS ? src->nitems * 2 : MIN_ITEMS;
+        src->items = rp_reallocarray(src->items, src->cap_items, sizeof(item));
+    }
+}
+
 static void batch_done(rp_source *src)
 {
+    trim_between_batches(src);
     apply_pending(src);
     if (!src->was_connected) {
         src->was_connected = true;
@@ -1644,10 +1712,9 @@ static void batch_done(rp_source *src)
         enter_closing(src);
         return;
     }
-    if (PQtransactionStatus(src->client.conn) != PQTRANS_IDLE && !src->reset_why[0])
-        snprintf(src->reset_why, sizeof(src->reset_why),
-                 "a metric left a transaction open (rolled back)");
-    if (src->reset_why[0]) {
+    if (PQtransactionStatus(src->client.conn) != PQTRANS_IDLE)
+        want_reset(src, "a metric left a transaction open (rolled back)");
+    if (src->reset_why) {
         reset_session(src);
         return;
     }
@@ -1912,9 +1979,9 @@ static void emit_native(rp_source *src, slot *sl)
 {
     rp_native_row row;
     int64_t now = rp_clock_wall_ns();
-    if (!sl->native)
-        sl->native = rp_calloc(1, sizeof(*sl->native));
-    int rc = rp_native_read(sl->def->code, sl->native, now, &row);
+    if (!sp(sl)->native)
+        own_sp(sl)->native = rp_calloc(1, sizeof(rp_native_state));
+    int rc = rp_native_read(sl->def->code, sp(sl)->native, now, &row);
     if (rc < 0) {
         count_error(src, sl);
         if (!sl->failing)
@@ -1931,8 +1998,8 @@ static void emit_native(rp_source *src, slot *sl)
  * slot's interval: store that result under this source's name instead of querying. */
 static bool take_shared(rp_source *src, slot *sl)
 {
-    if (!sl->def->is_instance_level || !src->inst_key || !sl->sql || sl->changes || sl->logs ||
-        sl->disk_local)
+    if (!sl->def->is_instance_level || !src->inst_key || !sl->sql || sp(sl)->changes ||
+        sp(sl)->logs || sl->disk_local)
         return false;
     const rp_batch *b =
         rp_instcache_lookup(src->opts->instcache, src->inst_key, metric_key(sl), rp_clock_wall_ns(),
@@ -1955,7 +2022,7 @@ static size_t filter_due(rp_source *src, size_t ndue)
             emit_instance_up(src, true);
         else if (src->is_local && rp_native_from_os(sl->def->code))
             emit_native(src, sl);
-        else if ((sl->sql || sl->changes || sl->logs || sl->disk_local) && !sl->offender &&
+        else if ((sl->sql || sp(sl)->changes || sp(sl)->logs || sl->disk_local) && !sl->offender &&
                  sl->skip_until <= now_ms(src) && !take_shared(src, sl))
             src->due[k++] = src->due[i];
     }
@@ -2139,6 +2206,7 @@ static void free_source(rp_source *src)
     rp_buf_fini(&src->arena);
     rp_sendbuf_fini(&src->sendbuf);
     rp_free(src->cells);
+    rp_free(src->reset_why);
     drop_pending(src);
     rp_free(src->masked_conn);
     rp_catalog_unref(src->cat);

@@ -78,7 +78,8 @@ static void on_poll(uv_poll_t *h, int status, int events)
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     rp_pgclient *c = req->data;
-    c->resolving = false;
+    rp_free(req);
+    c->resolver = NULL;
     if (c->state == RP_PGCLIENT_CLOSED) { /* the parameters are gone */
         uv_freeaddrinfo(res);
         c->pending_closes--;
@@ -144,6 +145,13 @@ static void enter_connecting(rp_pgclient *c)
     arm(c, (uint64_t)c->opts.connect_timeout_ms);
 }
 
+static void drop_params(rp_pgclient *c)
+{
+    if (c->params_loaded)
+        rp_pgconn_params_fini(&c->params);
+    c->params_loaded = false;
+}
+
 static bool load_params(rp_pgclient *c)
 {
     if (c->params_loaded)
@@ -171,16 +179,18 @@ static void enter_resolving(rp_pgclient *c)
         return;
     }
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    c->resolver.data = c;
+    c->resolver = rp_malloc(sizeof(*c->resolver));
+    c->resolver->data = c;
     const char *host = c->params.hosts[c->resolve_idx];
-    int rc = uv_getaddrinfo(c->loop, &c->resolver, on_resolved, host, NULL, &hints);
+    int rc = uv_getaddrinfo(c->loop, c->resolver, on_resolved, host, NULL, &hints);
     if (rc < 0) {
+        rp_free(c->resolver);
+        c->resolver = NULL;
         snprintf(c->error, sizeof(c->error), "could not resolve host \"%s\": %s", host,
                  uv_strerror(rc));
         enter_backoff(c, c->error);
         return;
     }
-    c->resolving = true;
     arm(c, (uint64_t)c->opts.connect_timeout_ms);
 }
 
@@ -208,6 +218,7 @@ static void connected(rp_pgclient *c)
     set_state(c, RP_PGCLIENT_UP);
     c->ever_up = true;
     c->error[0] = '\0';
+    drop_params(c); /* parsed again for the next attempt: a fleet keeps only conn_str */
     c->cb(c->owner, RP_PGCLIENT_EV_UP);
 }
 
@@ -219,7 +230,7 @@ static void connected(rp_pgclient *c)
 static void step_resolving(rp_pgclient *c, ev e, int status)
 {
     if (e == EV_TIMER) {
-        uv_cancel((uv_req_t *)&c->resolver); /* on_resolved runs with UV_EAI_CANCELED */
+        uv_cancel((uv_req_t *)c->resolver); /* on_resolved runs with UV_EAI_CANCELED */
         return;
     }
     if (e != EV_RESOLVED)
@@ -365,13 +376,11 @@ void rp_pgclient_close(rp_pgclient *c, void (*closed_cb)(void *owner))
     c->closed_cb = closed_cb;
     c->pending_closes++;
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
-    if (c->resolving) {
+    if (c->resolver) {
         c->pending_closes++;
-        uv_cancel((uv_req_t *)&c->resolver);
+        uv_cancel((uv_req_t *)c->resolver);
     }
-    if (c->params_loaded)
-        rp_pgconn_params_fini(&c->params);
-    c->params_loaded = false;
+    drop_params(c);
     rp_free(c->conn_str);
     c->conn_str = NULL;
 }

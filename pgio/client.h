@@ -118,8 +118,7 @@ typedef struct rp_pgclient {
     rp_pgconn_params params;
     bool params_loaded;
     size_t resolve_idx;
-    bool resolving;
-    uv_getaddrinfo_t resolver;
+    uv_getaddrinfo_t *resolver; /* owned while a lookup runs (on_resolved frees it) */
     rp_pgconn_watch watch;
     uv_timer_t timer; /* resolve and connect deadline, backoff */
     int backoff_ms;

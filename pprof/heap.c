@@ -26,6 +26,7 @@
 #define BUCKET_HEAD 4096
 #define PTR_HEADS   (1u << 16)
 #define PTR_LOCKS   1024
+#define EARLY_FRAME "(before main: shared libraries' constructors)"
 #define FIX         65536.0 /* weights are fixed point, 16 fraction bits */
 #define ARENA_CHUNK (1u << 20)
 
@@ -40,9 +41,13 @@ static rp_heap_slot exited = {.shared = true};
 static pthread_mutex_t exit_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t exit_key;
 static _Atomic bool key_ready;
-static _Atomic long heap_rate;
-static _Atomic bool heap_ready;
+/* Sampling starts at the process's first malloc, at rate 1, before anything else ran
+ * (see heap_start_early); rp_heap_init() sets the rate main was given. */
+static _Atomic long heap_rate = 1;
+static _Atomic bool heap_ready = true;
+static _Atomic bool stacks_ready; /* libunwind can be called: see heap_start_early */
 static _Atomic uint64_t samples_dropped;
+static _Atomic int64_t prof_bytes, prof_objects; /* live allocations of profile code */
 static _Atomic bool wrappers_work; /* set by rp_heap_init: our malloc is really called */
 
 typedef struct bucket {
@@ -57,7 +62,7 @@ typedef struct bucket {
 typedef struct pnode {
     struct pnode *next;
     uintptr_t ptr;
-    bucket *b;
+    bucket *b;     /* NULL: an allocation of profile code (rp_heap_note_own) */
     int64_t w, wb; /* fixed-point weight and weight x size */
     size_t size;
 } pnode;
@@ -72,6 +77,7 @@ static char *arena_cur, *arena_end;
 static pnode *node_free;
 
 static int64_t next_gap(rp_heap_tls *t, long rate);
+static void forget_early(void);
 
 bool rp_heap_available(void)
 {
@@ -154,7 +160,11 @@ void rp_heap_totals_get(rp_heap_totals *t)
     add_slot(t, &overflow);
     add_slot(t, &exited);
     pthread_mutex_unlock(&exit_lock);
-    t->samples_live = atomic_load(&rp_heap_nlive);
+    t->prof_bytes = (uint64_t)atomic_load(&prof_bytes);
+    t->prof_objects = (uint64_t)atomic_load(&prof_objects);
+    t->heap_bytes = t->alloc_bytes - t->free_bytes - t->prof_bytes;
+    t->heap_objects = t->mallocs - t->frees - t->prof_objects;
+    t->samples_live = atomic_load(&rp_heap_nlive) - t->prof_objects;
     t->samples_dropped = atomic_load(&samples_dropped);
 }
 
@@ -175,9 +185,14 @@ void rp_heap_init(long rate)
             pthread_setspecific(exit_key, rp_heap_t.slot);
         pthread_atfork(NULL, NULL, atfork_child);
     }
-    rp_stack_init();
+    if (!atomic_load(&stacks_ready)) {
+        rp_stack_init();
+        atomic_store(&stacks_ready, true);
+    }
     probe_wrappers();
     atomic_store(&heap_rate, rate < 0 ? 0 : rate);
+    if (rate <= 0)
+        forget_early();
     atomic_store(&heap_ready, true);
     rp_heap_t.until = next_gap(&rp_heap_t, rp_heap_rate());
 }
@@ -304,6 +319,27 @@ static size_t ptr_slot(uintptr_t p)
     return (size_t)((p * 0x9E3779B97F4A7C15ULL) >> 48); /* 16 bits */
 }
 
+static void link_node(pnode *n)
+{
+    size_t i = ptr_slot(n->ptr);
+    spin_lock(&ptr_locks[i % PTR_LOCKS]);
+    n->next = ptr_heads[i];
+    __atomic_store_n(&ptr_heads[i], n, __ATOMIC_RELEASE);
+    atomic_fetch_add(&rp_heap_nlive, 1);
+    spin_unlock(&ptr_locks[i % PTR_LOCKS]);
+}
+
+void rp_heap_note_own(void *p, size_t size)
+{
+    pnode *n = node_get();
+    if (!n)
+        return; /* then counted as the program's: the figures stay consistent */
+    *n = (pnode){.ptr = (uintptr_t)p, .size = size};
+    atomic_fetch_add(&prof_bytes, (int64_t)size);
+    atomic_fetch_add(&prof_objects, 1);
+    link_node(n);
+}
+
 static void remember(void *p, size_t size, bucket *b, int64_t w)
 {
     pnode *n = node_get();
@@ -320,19 +356,16 @@ static void remember(void *p, size_t size, bucket *b, int64_t w)
     atomic_fetch_add(&b->raw_alloc_b, (int64_t)size);
     atomic_fetch_add(&b->raw_inuse_n, 1);
     atomic_fetch_add(&b->raw_inuse_b, (int64_t)size);
-    size_t i = ptr_slot(n->ptr);
-    spin_lock(&ptr_locks[i % PTR_LOCKS]);
-    n->next = ptr_heads[i];
-    __atomic_store_n(&ptr_heads[i], n, __ATOMIC_RELEASE);
-    atomic_fetch_add(&rp_heap_nlive, 1);
-    spin_unlock(&ptr_locks[i % PTR_LOCKS]);
+    link_node(n);
 }
 
 static __attribute__((noinline)) void record(void *p, size_t size, long rate)
 {
     uintptr_t pcs[RP_STACK_MAX];
     /* skip this frame and rp_heap_sample_slow's: pcs[0] is in the malloc wrapper */
-    int n = rp_stack_here(pcs, RP_STACK_MAX, 2);
+    int n = atomic_load_explicit(&stacks_ready, memory_order_relaxed)
+                ? rp_stack_here(pcs, RP_STACK_MAX, 2)
+                : 0;          /* a library's constructor: a bucket of depth 0 (EARLY_FRAME) */
     int skip = n > 1 ? 1 : 0; /* drop the wrapper: the leaf is malloc's caller */
     bucket *b = bucket_get(pcs + skip, n - skip);
     if (!b) {
@@ -360,6 +393,41 @@ void rp_heap_sample_slow(void *p, size_t size)
     t->guard--;
 }
 
+/* Every allocation is recorded from the process's first malloc until rp_heap_init() knows
+ * the rate (the shared libraries' constructors, GnuTLS's ASN.1 tables among them, then
+ * option parsing), so that a profile at rate 1 holds the whole heap; at other rates these
+ * few stay recorded exactly (weight 1). Until this constructor of the executable has run,
+ * libunwind may not be ready: those allocations get no stack but a frame that says so. */
+__attribute__((constructor(101))) static void heap_start_early(void)
+{
+    rp_stack_init();
+    atomic_store(&stacks_ready, true);
+}
+
+/* Sampling off (rate 0): forget what heap_start_early recorded. Single-threaded. */
+static void forget_early(void)
+{
+    for (size_t i = 0; i < PTR_HEADS; i++) {
+        for (pnode *n = ptr_heads[i], *next; n; n = next) {
+            next = n->next;
+            node_put(n);
+        }
+        ptr_heads[i] = NULL;
+    }
+    atomic_store(&rp_heap_nlive, 0);
+    for (size_t h = 0; h < BUCKET_HEAD; h++)
+        for (bucket *b = atomic_load(&buckets[h]); b; b = atomic_load(&b->next)) {
+            atomic_store(&b->alloc_w, 0);
+            atomic_store(&b->alloc_bw, 0);
+            atomic_store(&b->inuse_w, 0);
+            atomic_store(&b->inuse_bw, 0);
+            atomic_store(&b->raw_alloc_n, 0);
+            atomic_store(&b->raw_alloc_b, 0);
+            atomic_store(&b->raw_inuse_n, 0);
+            atomic_store(&b->raw_inuse_b, 0);
+        }
+}
+
 void rp_heap_forget(void *p)
 {
     size_t i = ptr_slot((uintptr_t)p);
@@ -376,6 +444,12 @@ void rp_heap_forget(void *p)
     spin_unlock(&ptr_locks[i % PTR_LOCKS]);
     if (!n)
         return;
+    if (!n->b) {
+        atomic_fetch_sub(&prof_bytes, (int64_t)n->size);
+        atomic_fetch_sub(&prof_objects, 1);
+        node_put(n);
+        return;
+    }
     atomic_fetch_sub(&n->b->inuse_w, n->w);
     atomic_fetch_sub(&n->b->inuse_bw, n->wb);
     atomic_fetch_sub(&n->b->raw_inuse_n, 1);
@@ -421,24 +495,28 @@ static size_t snapshot(heap_row **rows)
     return n;
 }
 
-static void heap_comments(rp_pbuild *pb)
+static void heap_comments(rp_pbuild *pb, const rp_heap_totals *tp)
 {
-    rp_heap_totals t;
+    rp_heap_totals t = *tp;
     char line[256];
-    rp_heap_totals_get(&t);
     snprintf(line, sizeof(line), "pgreaper heap: sample rate %ld bytes, malloc interposed: %s",
              rp_heap_rate(), rp_heap_available() ? "yes" : "no");
     rp_pbuild_comment(pb, line);
     snprintf(line, sizeof(line),
-             "exact: HeapAlloc=%llu HeapObjects=%llu TotalAlloc=%llu Mallocs=%llu Frees=%llu",
-             (unsigned long long)(t.alloc_bytes - t.free_bytes),
-             (unsigned long long)(t.mallocs - t.frees), (unsigned long long)t.alloc_bytes,
-             (unsigned long long)t.mallocs, (unsigned long long)t.frees);
+             "exact: HeapAlloc=%llu HeapObjects=%llu TotalAlloc=%llu Mallocs=%llu Frees=%llu "
+             "ProfilerHeap=%llu",
+             (unsigned long long)t.heap_bytes, (unsigned long long)t.heap_objects,
+             (unsigned long long)t.alloc_bytes, (unsigned long long)t.mallocs,
+             (unsigned long long)t.frees, (unsigned long long)t.prof_bytes);
     rp_pbuild_comment(pb, line);
 }
 
 int rp_heap_profile(rp_buf *out, bool allocs)
 {
+    rp_heap_totals t; /* the exact figures as the samples are read, before building */
+    rp_heap_totals_get(&t);
+    heap_row *rows;
+    size_t n = snapshot(&rows);
     rp_pbuild *pb = rp_pbuild_new();
     rp_pbuild_sample_type(pb, "alloc_objects", "count");
     rp_pbuild_sample_type(pb, "alloc_space", "bytes");
@@ -449,13 +527,13 @@ int rp_heap_profile(rp_buf *out, bool allocs)
         rp_pbuild_default_type(pb, "alloc_space");
     rp_pbuild_drop_frames(pb, "malloc|calloc|realloc|free|posix_memalign|aligned_alloc|memalign|"
                               "valloc|pvalloc|rp_malloc|rp_calloc|rp_realloc|rp_try_malloc");
-    heap_comments(pb);
-    heap_row *rows;
-    size_t n = snapshot(&rows);
+    heap_comments(pb, &t);
     uint64_t locs[RP_STACK_MAX];
     for (size_t i = 0; i < n; i++) {
         const bucket *b = rows[i].b;
         size_t nl = rp_pbuild_stack(pb, b->pcs, b->depth, false, locs);
+        if (nl == 0)
+            locs[nl++] = rp_pbuild_loc_named(pb, EARLY_FRAME);
         size_t s = rp_pbuild_sample(pb, locs, nl, rows[i].v);
         rp_pbuild_label_num(pb, s, "bytes", rows[i].raw[1] / rows[i].raw[0], NULL);
     }
@@ -473,6 +551,10 @@ static int cmp_inuse(const void *a, const void *b)
 
 static void text_stack(rp_buf *out, const bucket *b)
 {
+    if (b->depth == 0) {
+        rp_buf_puts(out, " 0x0\n#\t0x0\t" EARLY_FRAME "\n\n");
+        return;
+    }
     for (uint32_t i = 0; i < b->depth; i++)
         rp_buf_printf(out, " %#lx", (unsigned long)b->pcs[i]);
     rp_buf_putc(out, '\n');
@@ -506,9 +588,10 @@ void rp_heap_text(rp_buf *out)
     rp_heap_totals_get(&t);
     rp_buf_printf(out,
                   "\n# pgreaper heap counters\n# HeapAlloc = %llu\n# TotalAlloc = %llu\n"
-                  "# Mallocs = %llu\n# Frees = %llu\n# HeapObjects = %llu\n# SampleRate = %ld\n",
-                  (unsigned long long)(t.alloc_bytes - t.free_bytes),
-                  (unsigned long long)t.alloc_bytes, (unsigned long long)t.mallocs,
-                  (unsigned long long)t.frees, (unsigned long long)(t.mallocs - t.frees),
-                  rp_heap_rate());
+                  "# Mallocs = %llu\n# Frees = %llu\n# HeapObjects = %llu\n# SampleRate = %ld\n"
+                  "# ProfilerHeap = %llu\n",
+                  (unsigned long long)t.heap_bytes, (unsigned long long)t.alloc_bytes,
+                  (unsigned long long)t.mallocs, (unsigned long long)t.frees,
+                  (unsigned long long)t.heap_objects, rp_heap_rate(),
+                  (unsigned long long)t.prof_bytes);
 }

@@ -10,9 +10,16 @@
  * allocation, 0 = counters only), each sample keeping its stack and its unsampling
  * weight 1 / (1 - exp(-size / rate)) until it is freed.
  *
- * Profile code (builders, HTTP replies) runs inside rp_heap_guard_enter()/leave(): its
- * own allocations are counted but never sampled, so a profile does not profile itself
- * and the hooks never re-enter the sampler.
+ * Profile code (builders, HTTP replies, symbol caches) runs inside
+ * rp_heap_guard_enter()/leave(): its own allocations are never sampled, so a profile does
+ * not profile itself and the hooks never re-enter the sampler, and while they live they
+ * are kept out of HeapAlloc/HeapObjects (reported as ProfilerHeap), as Go keeps its
+ * profiler's memory out of the heap figures.
+ *
+ * Sampling starts before main (a constructor, at rate 1): what libraries and option
+ * parsing allocate is recorded exactly, whatever rate rp_heap_init() then sets (rate 0
+ * forgets it). With every allocation sampled at the usable size that HeapAlloc counts,
+ * a profile at rate 1 holds the heap as HeapAlloc says it is.
  */
 #ifndef RP_PPROF_HEAP_H
 #define RP_PPROF_HEAP_H
@@ -28,8 +35,10 @@
 #define RP_HEAP_DEFAULT_RATE 524288
 
 typedef struct rp_heap_totals {
-    uint64_t mallocs, frees;          /* calls (realloc counts as one of each) */
-    uint64_t alloc_bytes, free_bytes; /* usable sizes */
+    uint64_t mallocs, frees;           /* calls (realloc counts as one of each) */
+    uint64_t alloc_bytes, free_bytes;  /* usable sizes */
+    uint64_t prof_bytes, prof_objects; /* live allocations made by profile code */
+    uint64_t heap_bytes, heap_objects; /* live, without those: Go's HeapAlloc/HeapObjects */
     uint64_t samples_live, samples_dropped;
 } rp_heap_totals;
 
@@ -69,6 +78,9 @@ extern __thread rp_heap_tls rp_heap_t __attribute__((tls_model("initial-exec")))
 extern _Atomic uint64_t rp_heap_nlive; /* sampled pointers not yet freed */
 
 rp_heap_slot *rp_heap_slot_claim(void);
+/* An allocation made under the guard: kept apart from the program's heap figures until
+ * it is freed, as Go keeps its profiler's memory out of HeapAlloc. */
+void rp_heap_note_own(void *p, size_t size);
 void rp_heap_sample_slow(void *p, size_t size);
 void rp_heap_forget(void *p);
 

@@ -285,7 +285,7 @@ static void page_vars(conn *c)
     rp_heap_totals t;
     rp_heap_totals_get(&t);
     struct mallinfo2 mi = mallinfo2();
-    uint64_t live = t.alloc_bytes - t.free_bytes;
+    uint64_t live = t.heap_bytes;
     rp_buf_puts(b, "{\n\"cmdline\": [");
     for (size_t off = 0, i = 0; off < c->srv->cmdline_len || i == 0; i++) {
         const char *a = c->srv->cmdline + off;
@@ -296,12 +296,15 @@ static void page_vars(conn *c)
     rp_buf_printf(b,
                   "],\n\"memstats\": {\"Alloc\": %llu, \"HeapAlloc\": %llu, \"TotalAlloc\": %llu, "
                   "\"Sys\": %llu, \"Mallocs\": %llu, \"Frees\": %llu, \"HeapObjects\": %llu, "
-                  "\"HeapSampleRate\": %ld, \"HeapSamplesLive\": %llu, \"HeapProfiled\": %s},\n",
+                  "\"HeapSampleRate\": %ld, \"HeapSamplesLive\": %llu, \"HeapProfiled\": %s, "
+                  "\"ProfilerHeap\": %llu, \"ProfilerObjects\": %llu, \"GlibcInUse\": %llu},\n",
                   (unsigned long long)live, (unsigned long long)live,
                   (unsigned long long)t.alloc_bytes, (unsigned long long)(mi.arena + mi.hblkhd),
                   (unsigned long long)t.mallocs, (unsigned long long)t.frees,
-                  (unsigned long long)(t.mallocs - t.frees), rp_heap_rate(),
-                  (unsigned long long)t.samples_live, rp_heap_available() ? "true" : "false");
+                  (unsigned long long)t.heap_objects, rp_heap_rate(),
+                  (unsigned long long)t.samples_live, rp_heap_available() ? "true" : "false",
+                  (unsigned long long)t.prof_bytes, (unsigned long long)t.prof_objects,
+                  (unsigned long long)(mi.uordblks + mi.hblkhd));
     vars_process(c->srv, b);
     if (c->srv->opts.vars)
         c->srv->opts.vars(c->srv->opts.vars_arg, b);

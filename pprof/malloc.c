@@ -29,16 +29,19 @@ const int rp_malloc_interposed = 1;
 
 #define RP_EXPORT __attribute__((visibility("default")))
 
-static inline void on_alloc(void *p, size_t req)
+static inline void on_alloc(void *p)
 {
     if (rp_unlikely(!p))
         return;
     rp_heap_tls *t = &rp_heap_t;
     rp_heap_slot *s = rp_likely(t->slot != NULL) ? t->slot : rp_heap_slot_claim();
+    size_t size = malloc_usable_size(p); /* what HeapAlloc counts: samples weigh the same */
     rp_heap_count(&s->mallocs, s->shared, 1);
-    rp_heap_count(&s->alloc_bytes, s->shared, malloc_usable_size(p));
-    if (rp_unlikely((t->until -= (int64_t)req) < 0))
-        rp_heap_sample_slow(p, req);
+    rp_heap_count(&s->alloc_bytes, s->shared, size);
+    if (rp_unlikely(t->guard > 0))
+        rp_heap_note_own(p, size);
+    else if (rp_unlikely((t->until -= (int64_t)size) < 0))
+        rp_heap_sample_slow(p, size);
 }
 
 static inline void on_free(void *p)
@@ -54,7 +57,7 @@ static inline void on_free(void *p)
 RP_EXPORT void *malloc(size_t size)
 {
     void *p = __libc_malloc(size);
-    on_alloc(p, size);
+    on_alloc(p);
     return p;
 }
 
@@ -71,7 +74,7 @@ RP_EXPORT void free(void *p)
 RP_EXPORT void *calloc(size_t n, size_t size)
 {
     void *p = __libc_calloc(n, size);
-    on_alloc(p, n * size);
+    on_alloc(p);
     return p;
 }
 
@@ -82,16 +85,16 @@ RP_EXPORT void *realloc(void *old, size_t size)
     on_free(old);
     void *p = __libc_realloc(old, size);
     if (p)
-        on_alloc(p, size);
+        on_alloc(p);
     else if (size != 0)
-        on_alloc(old, 0); /* failed: old is still live (its sample, if any, is lost) */
+        on_alloc(old); /* failed: old is still live (its sample, if any, is lost) */
     return p;
 }
 
 RP_EXPORT void *memalign(size_t align, size_t size)
 {
     void *p = __libc_memalign(align, size);
-    on_alloc(p, size);
+    on_alloc(p);
     return p;
 }
 
@@ -109,7 +112,7 @@ RP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
     errno = saved;
     if (!p)
         return ENOMEM;
-    on_alloc(p, size);
+    on_alloc(p);
     *out = p;
     return 0;
 }
@@ -117,13 +120,13 @@ RP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
 RP_EXPORT void *valloc(size_t size)
 {
     void *p = __libc_valloc(size);
-    on_alloc(p, size);
+    on_alloc(p);
     return p;
 }
 
 RP_EXPORT void *pvalloc(size_t size)
 {
     void *p = __libc_pvalloc(size);
-    on_alloc(p, size);
+    on_alloc(p);
     return p;
 }

@@ -27,6 +27,7 @@
 
 #define DUMP_SIGNAL      (SIGRTMIN + 3)
 #define DUMP_DEADLINE_MS 1000
+#define QUIET_WAIT_MS    100 /* for the loop thread to be back in its poll (wait_loop_quiet) */
 #define MAX_CREATORS     256
 
 typedef struct dump_slot {
@@ -53,6 +54,7 @@ static pthread_mutex_t create_lock = PTHREAD_MUTEX_INITIALIZER;
 static creator creators[MAX_CREATORS];
 static size_t ncreators;
 static _Atomic uint64_t threads_created;
+static _Atomic pid_t loop_tid; /* the thread that called rp_threads_init */
 
 static void on_dump_signal(int sig, siginfo_t *si, void *uc)
 {
@@ -82,6 +84,7 @@ void rp_threads_init(void)
     sigaction(DUMP_SIGNAL, &sa, NULL);
     rp_stack_init();
     rp_task_label_thread("loop", NULL, NULL, NULL);
+    atomic_store(&loop_tid, gettid());
 }
 
 static void fill_role(rp_thread_info *t)
@@ -204,9 +207,38 @@ static size_t send_signals(const pid_t *tids, size_t n, pid_t self, uint32_t gen
     return sent;
 }
 
+/* Blocked in the event loop's poll: epoll_wait or epoll_pwait, per /proc's syscall file. */
+static bool in_poll(pid_t tid)
+{
+    char path[64], buf[64];
+    snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
+    if (read_small(path, buf, sizeof(buf)) <= 0 || buf[0] < '0' || buf[0] > '9')
+        return false; /* "running", or not readable */
+    long nr = strtol(buf, NULL, 10);
+#ifdef SYS_epoll_wait
+    if (nr == SYS_epoll_wait)
+        return true;
+#endif
+    return nr == SYS_epoll_pwait;
+}
+
+/* The loop thread serves the very request that asked for this dump: give it up to
+ * QUIET_WAIT_MS to go back to its poll, so that its stack shows where it was before the
+ * request came (waiting for work, as gdb would show it), not the request itself. A loop
+ * that stays busy is dumped busy: that is where it is. */
+static void wait_loop_quiet(pid_t self)
+{
+    pid_t tid = atomic_load(&loop_tid);
+    if (tid == 0 || tid == self)
+        return;
+    for (int i = 0; i < QUIET_WAIT_MS && !in_poll(tid); i++)
+        usleep(1000);
+}
+
 size_t rp_threads_dump(rp_thread_info **out)
 {
     pid_t *tids, self = gettid();
+    wait_loop_quiet(self);
     size_t n = list_tids(&tids);
     rp_thread_info *v = rp_calloc(n + 1, sizeof(*v));
     for (size_t i = 0; i < n; i++) { /* states before the signal wakes the sleepers */

@@ -250,6 +250,16 @@ def check_goroutines(t, pp, r, port, pg):
          and re.search(r'^task \d+ \[\w+, \d+ ms\]: role=source source=db3$', text, re.M)
          and re.search(r'^uv_run\(\.\.\.\)\n\t\S+libuv\S* \+0x[0-9a-f]+$', text, re.M),
          'debug=2: one stanza per thread and task, Go-shaped frames', text[:600])
+    loop_stacks = []
+    for _ in range(5):
+        text = fetch(port, '/debug/pprof/goroutine?debug=2')[2].decode()
+        m = re.search(r'^thread \d+ \[[^\]]*loop[^\]]*\]:\n(.*?)\n\n', text, re.M | re.S)
+        loop_stacks.append(m.group(1) if m else '')
+        time.sleep(0.2)
+    t.ok(not any('conn_step' in s or 'uv_queue_work' in s for s in loop_stacks)
+         and sum('epoll' in s for s in loop_stacks) >= 4,
+         'the loop thread is shown where it waits (epoll), not serving the profile request',
+         loop_stacks)
     st, _, text = fetch(port, '/debug/pprof/heap?debug=1')
     t.ok(re.match(r'heap profile: \d+: \d+ \[\d+: \d+\] @ heap/2\n', text.decode()),
          'heap?debug=1: legacy header with 2 x rate')
@@ -260,7 +270,8 @@ def check_vars_and_secrets(t, port, pp):
     v = json.loads(body)
     ms, proc = v['memstats'], v['process']
     t.ok(not ms['HeapProfiled'] or ms['HeapAlloc'] > 0 and ms['Mallocs'] >= ms['Frees'] > 0 and ms['TotalAlloc'] >= ms['HeapAlloc']
-         and ms['HeapObjects'] == ms['Mallocs'] - ms['Frees'], '/debug/vars memstats are consistent')
+         and ms['HeapObjects'] == ms['Mallocs'] - ms['Frees'] - ms['ProfilerObjects'],
+         '/debug/vars memstats are consistent (HeapObjects: without the profiler\'s own)')
     t.ok(proc['threads'] >= 1 and proc['tasks'] == 6 and proc['MaxRSS'] > 0
          and proc['uptime_seconds'] > 1, '/debug/vars process figures')
     t.ok(v['reaper']['fetches_ok'] > 0 and v['sinks']['rows'] > 0 and 'db3' in v['sources'],
@@ -275,6 +286,44 @@ def check_vars_and_secrets(t, port, pp):
     cmd = fetch(port, '/debug/pprof/cmdline')[2]
     t.ok(TOKEN.encode() not in cmd and b'--pprof-token\x00****' in cmd,
          'cmdline masks the pprof token')
+
+
+def profile_total(pp, path, index):
+    """The total of one sample type of a saved profile, as go tool pprof -top sums it."""
+    rc, out, err = pp.run('-top', '-sample_index=' + index, '-unit=B', path)
+    m = re.search(r'of (\d+)B? total', out)
+    return int(m.group(1)) if rc == 0 and m else -1, out
+
+
+def check_heap_exact(t, pp, port):
+    """At --heap-sample-rate 1 the profile is the heap: every live object, from the first
+    malloc of the process (the shared libraries' constructors run before main), at the
+    usable size HeapAlloc counts, without the profiler's own memory; and HeapAlloc is what
+    glibc says is in use (pgreaper runs with glibc's tcache off: glibc counts cached
+    chunks as in use), less its 8-byte chunk headers and the profiler's memory."""
+    if not heap_profiled(port):
+        t.ok(True, '# SKIP malloc not interposed (sanitizer build): no exact heap')
+        return
+    path = os.path.join(pp.tmp, 'exact.pb.gz')
+    with open(path, 'wb') as f:
+        f.write(fetch(port, '/debug/pprof/heap')[2])
+    space, out = profile_total(pp, path, 'inuse_space')
+    objects, _ = profile_total(pp, path, 'inuse_objects')
+    m = re.search(r'exact: HeapAlloc=(\d+) HeapObjects=(\d+)', out)
+    alloc, nobj = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+    t.ok(alloc > 0 and abs(space - alloc) <= 0.02 * alloc,
+         'rate 1: inuse_space %d B vs HeapAlloc %d B as the profile was taken (within 2 %%)'
+         % (space, alloc), out[:600])
+    t.ok(nobj > 0 and abs(objects - nobj) <= 0.02 * nobj,
+         'rate 1: inuse_objects %d vs HeapObjects %d (within 2 %%)' % (objects, nobj))
+    rc, out, _ = pp.run('-top', '-unit=B', path)
+    t.ok("before main: shared libraries' constructors" in out,
+         "what libraries allocated before main is in it, under a frame that says so")
+    ms = json.loads(fetch(port, '/debug/vars')[2])['memstats']
+    glibc = ms['GlibcInUse'] - ms['ProfilerHeap'] - 8 * (ms['HeapObjects'] + ms['ProfilerObjects'])
+    t.ok(abs(glibc - ms['HeapAlloc']) <= 0.02 * ms['HeapAlloc'],
+         "HeapAlloc %d B vs glibc's in-use bytes less headers and the profiler's %d B "
+         "(%d B; within 2 %%)" % (ms['HeapAlloc'], ms['ProfilerHeap'], glibc), ms)
 
 
 def check_known_allocation(t, pp):
@@ -300,7 +349,8 @@ def main():
     check_security_defaults(t, pg, binary)
     r = Reaper(binary, sources(pg.conn_str(password=PASSWORD), 2), METRICS,
                args=['--pprof-addr', '127.0.0.1:0', '--pprof-token', TOKEN,
-                     '--heap-sample-rate', '1']).start()
+                     '--heap-sample-rate', '1'],
+               env={'GLIBC_TUNABLES': 'glibc.malloc.tcache_count=0'}).start()
     t.ok(r.wait_log('pprof: serving') and r.wait_batches('two', count=4), 'pgreaper runs with pprof')
     port = port_of(r)
     pp = Pprof()
@@ -310,6 +360,7 @@ def main():
     check_goroutines(t, pp, r, port, pg)
     check_vars_and_secrets(t, port, pp)
     check_known_allocation(t, pp)
+    check_heap_exact(t, pp, port)
     t.is_(r.stop(), 0, 'clean exit with the listener open')
     pg.cleanup()
     t.done()

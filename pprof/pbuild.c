@@ -31,8 +31,16 @@ typedef struct pmap {
 typedef struct ploc {
     uintptr_t addr;
     int64_t synthetic; /* string index of a synthetic frame's name, 0 for real code */
-    uint64_t mapping_id, function_id;
+    uint64_t mapping_id;
+    size_t line_off, nlines; /* in b->lines: innermost (inlined) first, the caller last */
 } ploc;
+
+typedef struct pline {
+    uint64_t function_id;
+    int64_t line;
+} pline;
+
+#define MAX_INLINED 16 /* frames of one location: inlined functions and their caller */
 
 typedef struct psample {
     size_t loc_off, nlocs, val_off, label_off, nlabels;
@@ -62,9 +70,11 @@ struct rp_pbuild {
     size_t nvals, cap_vals;
     plabel *labels;
     size_t nlabels, cap_labels;
-    int64_t *fn_names; /* function id - 1 → name index */
+    int64_t *fn_names; /* function id - 1 → name index, then file index */
     size_t nfns, cap_fns;
     pmap fn_map;
+    pline *lines;
+    size_t nlines, cap_lines;
 };
 
 static uint64_t hash_bytes(const char *s)
@@ -142,6 +152,7 @@ void rp_pbuild_free(rp_pbuild *b)
     free(b->labels);
     free(b->fn_names);
     free(b->fn_map.e);
+    free(b->lines);
     free(b);
 }
 
@@ -278,18 +289,48 @@ void rp_pbuild_label_num(rp_pbuild *b, size_t sample, const char *key, int64_t n
               (plabel){.key = rp_pbuild_str(b, key), .num = num, .unit = rp_pbuild_str(b, unit)});
 }
 
-static uint64_t function_id(rp_pbuild *b, const char *name)
+/* A function is a name in a file: static functions of one name in two files are two. */
+static uint64_t function_id(rp_pbuild *b, const char *name, const char *file)
 {
-    int64_t idx = rp_pbuild_str(b, name);
+    int64_t idx = rp_pbuild_str(b, name), fidx = rp_pbuild_str(b, file);
+    uint64_t key = ((uint64_t)idx << 32) | (uint64_t)fidx;
     size_t pos;
-    pmap_ent *e = pmap_start(&b->fn_map, (uint64_t)idx, &pos);
+    pmap_ent *e = pmap_start(&b->fn_map, key, &pos);
     if (e->val)
         return e->val;
-    rp_grow((void **)&b->fn_names, &b->cap_fns, b->nfns + 1, sizeof(int64_t));
-    b->fn_names[b->nfns++] = idx;
-    *e = (pmap_ent){(uint64_t)idx, b->nfns};
+    rp_grow((void **)&b->fn_names, &b->cap_fns, 2 * (b->nfns + 1), sizeof(int64_t));
+    b->fn_names[2 * b->nfns] = idx;
+    b->fn_names[2 * b->nfns + 1] = fidx;
+    b->nfns++;
+    *e = (pmap_ent){key, b->nfns};
     b->fn_map.n++;
     return b->nfns;
+}
+
+static void add_line(rp_pbuild *b, ploc *l, uint64_t function_id, int64_t line)
+{
+    rp_grow((void **)&b->lines, &b->cap_lines, b->nlines + 1, sizeof(pline));
+    b->lines[b->nlines++] = (pline){function_id, line};
+    l->nlines++;
+}
+
+/* A real location's lines: DWARF's frames where the module has them (the outermost named
+ * by its ELF symbol, as without DWARF), else the ELF symbol alone. */
+static void resolve_lines(rp_pbuild *b, rp_sym *sym, ploc *l, const rp_sym_result *r,
+                          const char *name)
+{
+    rp_line_frame fr[MAX_INLINED];
+    int n = rp_sym_lines(sym, l->addr, fr, MAX_INLINED);
+    l->line_off = b->nlines;
+    if (n == 0) {
+        add_line(b, l, function_id(b, name, NULL), 0);
+        return;
+    }
+    for (int k = 0; k < n; k++) {
+        bool outer = k == n - 1;
+        const char *fn = outer && r->name ? name : fr[k].function ? fr[k].function : name;
+        add_line(b, l, function_id(b, fn, fr[k].file), fr[k].line);
+    }
 }
 
 static const char *base_name(const char *path)
@@ -332,12 +373,13 @@ static void symbolize_all(rp_pbuild *b, rp_sym *sym, uint64_t *mod_ids, uint64_t
     for (size_t i = 0; i < b->nlocs; i++) {
         ploc *l = &b->locs[i];
         if (l->synthetic) {
-            l->function_id = function_id(b, b->strs[l->synthetic]);
+            l->line_off = b->nlines;
+            add_line(b, l, function_id(b, b->strs[l->synthetic], NULL), 0);
             continue;
         }
         rp_sym_result r;
         name_of(sym, l->addr, &r, name, sizeof(name));
-        l->function_id = function_id(b, name);
+        resolve_lines(b, sym, l, &r, name);
         if (r.module >= 0 && !mod_ids[r.module])
             mod_ids[r.module] = ++*nmaps;
         l->mapping_id = r.module >= 0 ? mod_ids[r.module] : 0;
@@ -449,18 +491,21 @@ static void pb_locations(rp_pbuild *b, PbProfile *p, pb_parts *x)
     size_t n = b->nlocs;
     x->locs = rp_calloc(n + 1, sizeof(*x->locs));
     x->loc_ptrs = rp_calloc(n + 1, sizeof(void *));
-    x->lines = rp_calloc(n + 1, sizeof(*x->lines));
-    x->line_ptrs = rp_calloc(n + 1, sizeof(void *));
+    x->lines = rp_calloc(b->nlines + 1, sizeof(*x->lines));
+    x->line_ptrs = rp_calloc(b->nlines + 1, sizeof(void *));
+    for (size_t k = 0; k < b->nlines; k++) {
+        perftools__profiles__line__init(&x->lines[k]);
+        x->lines[k].function_id = b->lines[k].function_id;
+        x->lines[k].line = b->lines[k].line;
+        x->line_ptrs[k] = &x->lines[k];
+    }
     for (size_t i = 0; i < n; i++) {
         perftools__profiles__location__init(&x->locs[i]);
-        perftools__profiles__line__init(&x->lines[i]);
-        x->lines[i].function_id = b->locs[i].function_id;
-        x->line_ptrs[i] = &x->lines[i];
         x->locs[i].id = i + 1;
         x->locs[i].mapping_id = b->locs[i].mapping_id;
         x->locs[i].address = b->locs[i].addr;
-        x->locs[i].n_line = 1;
-        x->locs[i].line = &x->line_ptrs[i];
+        x->locs[i].n_line = b->locs[i].nlines;
+        x->locs[i].line = &x->line_ptrs[b->locs[i].line_off];
         x->loc_ptrs[i] = &x->locs[i];
     }
     p->n_location = n;
@@ -470,7 +515,8 @@ static void pb_locations(rp_pbuild *b, PbProfile *p, pb_parts *x)
     for (size_t i = 0; i < b->nfns; i++) {
         perftools__profiles__function__init(&x->fns[i]);
         x->fns[i].id = i + 1;
-        x->fns[i].name = x->fns[i].system_name = b->fn_names[i];
+        x->fns[i].name = x->fns[i].system_name = b->fn_names[2 * i];
+        x->fns[i].filename = b->fn_names[2 * i + 1];
         x->fn_ptrs[i] = &x->fns[i];
     }
     p->n_function = b->nfns;
@@ -496,6 +542,7 @@ static void pb_mappings(rp_pbuild *b, rp_sym *sym, const uint64_t *mod_ids, uint
         pm->filename = rp_pbuild_str(b, m->path);
         pm->build_id = rp_pbuild_str(b, m->build_id);
         pm->has_functions = 1;
+        pm->has_filenames = pm->has_line_numbers = pm->has_inline_frames = m->lines != NULL;
         x->map_ptrs[mod_ids[i] - 1] = pm;
         n++;
     }

@@ -39,6 +39,8 @@ static void module_free(rp_sym_module *m)
     free(m->build_id);
     free(m->syms);
     free(m->strtab);
+    rp_lines_close(m->lines);
+    m->lines = NULL;
 }
 
 static char *hex_of(const unsigned char *p, size_t n)
@@ -290,4 +292,17 @@ int rp_sym_lookup(rp_sym *s, uintptr_t pc, rp_sym_result *res)
     res->name = m->strtab + e->name;
     res->sym_off = addr - e->value;
     return 0;
+}
+
+int rp_sym_lines(rp_sym *s, uintptr_t pc, rp_line_frame *out, int max)
+{
+    int i = find_module(s, pc);
+    if (i < 0)
+        return 0;
+    rp_sym_module *m = &s->mods[i];
+    if (!m->lines_tried) {
+        m->lines_tried = true;
+        m->lines = rp_lines_open(m->path, m->build_id);
+    }
+    return m->lines ? rp_lines_frames(m->lines, pc - m->bias, out, max) : 0;
 }

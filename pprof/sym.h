@@ -5,7 +5,8 @@
  * .symtab (the executable keeps it, so static functions are named) or .dynsym (Debian's
  * shared libraries), read from the file on first use and cached for the process. A PC
  * outside every symbol's [start, start + size) gets no name; callers print
- * "<module>+0x<offset>" then, never the nearest exported symbol.
+ * "<module>+0x<offset>" then, never the nearest exported symbol. Source files, lines and
+ * inlined functions come from the module's DWARF where it has one (pprof/lines.h).
  *
  * Never call this from a signal handler or an allocation hook: it opens files and
  * allocates. The table is process-wide and guarded by a mutex: rp_sym_acquire() returns
@@ -19,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pprof/lines.h"
+
 typedef struct rp_sym_module {
     char *path;                          /* file name; "[vdso]" for the vDSO */
     char *build_id;                      /* lowercase hex, "" when the module has none */
@@ -30,6 +33,9 @@ typedef struct rp_sym_module {
     size_t nsyms;
     struct rp_sym_entry *syms;
     char *strtab;
+    /* source lines, opened on first use (NULL: the module has no DWARF) */
+    bool lines_tried;
+    struct rp_lines *lines;
 } rp_sym_module;
 
 typedef struct rp_sym rp_sym;
@@ -49,5 +55,9 @@ const rp_sym_module *rp_sym_module_at(const rp_sym *s, size_t i); /* 0 is the ex
 
 /* Look pc up. Returns 0 when a name was found, -ENOENT otherwise (res is filled either way). */
 int rp_sym_lookup(rp_sym *s, uintptr_t pc, rp_sym_result *res);
+
+/* The source frames at pc from its module's DWARF (pprof/lines.h), innermost first: how
+ * many were written to out (0: no line information). Strings valid until the release. */
+int rp_sym_lines(rp_sym *s, uintptr_t pc, rp_line_frame *out, int max);
 
 #endif /* RP_PPROF_SYM_H */

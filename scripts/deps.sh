@@ -5,8 +5,8 @@
 set -euo pipefail
 
 pkgs=(meson ninja-build pkg-config gcc libc6-dev python3 libuv1-dev libpq-dev libyaml-dev
-      zlib1g-dev libprotobuf-c-dev protobuf-c-compiler libunwind-dev libcurl4-openssl-dev
-      libcjson-dev libsystemd-dev postgresql-15 postgresql-client-15)
+      zlib1g-dev libprotobuf-c-dev protobuf-c-compiler libunwind-dev libdw-dev
+      libcurl4-openssl-dev libcjson-dev libsystemd-dev postgresql-15 postgresql-client-15)
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
     pkgs+=(valgrind clang-format golang-go python3-yaml iproute2 pgbouncer pgpool2
           prometheus prometheus-postgres-exporter prometheus-node-exporter patroni etcd-server)

@@ -326,6 +326,26 @@ def check_heap_exact(t, pp, port):
          "(%d B; within 2 %%)" % (ms['HeapAlloc'], ms['ProfilerHeap'], glibc), ms)
 
 
+def check_lines(t, pp, port):
+    """file:line and inlined frames come from the profile itself (pgreaper read its own
+    DWARF): -symbolize=none keeps pprof from looking at the binary."""
+    path = os.path.join(pp.tmp, 'lines.pb.gz')
+    with open(path, 'wb') as f:
+        f.write(fetch(port, '/debug/pprof/goroutine')[2])
+    rc, out, err = pp.run('-top', '-lines', '-symbolize=none', path)
+    t.ok(rc == 0 and re.search(r'rp_reaper_run \S*/app/reaper\.c:\d+$', out, re.M),
+         'goroutine -lines: rp_reaper_run at app/reaper.c:NNN without the binary', out[-800:])
+    if not heap_profiled(port):
+        t.ok(True, '# SKIP malloc not interposed (sanitizer build): no heap stacks')
+        return
+    with open(path, 'wb') as f:
+        f.write(fetch(port, '/debug/pprof/heap')[2])
+    rc, out, err = pp.run('-traces', '-lines', '-symbolize=none', path)
+    t.ok(rc == 0 and re.search(r'^\s+\w+ \S*/collect/\w+\.c:\d+ \(inline\)$', out, re.M),
+         'heap -traces -lines: functions inlined in collect/*.c shown as (inline) frames',
+         out[:800])
+
+
 def check_known_allocation(t, pp):
     exe = os.path.join(os.environ['RP_BUILD_DIR'], 'tests', 'test_heap')
     path = os.path.join(pp.tmp, 'known.pb.gz')
@@ -361,6 +381,7 @@ def main():
     check_vars_and_secrets(t, port, pp)
     check_known_allocation(t, pp)
     check_heap_exact(t, pp, port)
+    check_lines(t, pp, port)
     t.is_(r.stop(), 0, 'clean exit with the listener open')
     pg.cleanup()
     t.done()

@@ -55,9 +55,11 @@ static const char *fn_name(const Prof *p, uint64_t id)
 static bool ids_ok(const Prof *p)
 {
     for (size_t i = 0; i < p->n_location; i++) {
-        if (p->location[i]->id != i + 1 || p->location[i]->n_line != 1 ||
-            !fn_name(p, p->location[i]->line[0]->function_id))
+        if (p->location[i]->id != i + 1 || p->location[i]->n_line < 1) /* > 1: inlined */
             return false;
+        for (size_t k = 0; k < p->location[i]->n_line; k++)
+            if (!fn_name(p, p->location[i]->line[k]->function_id))
+                return false;
     }
     for (size_t i = 0; i < p->n_function; i++)
         if (p->function[i]->id != i + 1)

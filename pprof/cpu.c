@@ -6,12 +6,17 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/perf_event.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,8 +30,6 @@
 #define sigev_notify_thread_id _sigev_un._tid
 #endif
 
-#define PERIOD_NS (1000000000 / RP_CPU_HZ)
-
 typedef struct cpu_rec {
     _Atomic int ready;
     int depth;
@@ -36,20 +39,57 @@ typedef struct cpu_rec {
 
 static pthread_mutex_t cpu_lock = PTHREAD_MUTEX_INITIALIZER; /* timers list, start/finish */
 static _Atomic bool cpu_on;
+static _Atomic bool window_open; /* every thread armed: samples count from here */
 static cpu_rec *recs;
 static size_t recs_cap; /* the buffer's size in records */
 static _Atomic size_t widx;
 static _Atomic int64_t lost;
 static _Atomic int in_handler;
-static int *timers;
-static size_t ntimers, cap_timers;
-static struct timespec started;
+
+/* How threads are sampled: perf's task-clock where the kernel lets us (an hrtimer that
+ * runs while the thread runs: short bursts are sampled too), else a POSIX CPU-clock
+ * timer (checked at the scheduler tick: a thread that runs in bursts shorter than a
+ * tick rarely has its expiry noticed, and its CPU goes unsampled). */
+typedef enum clock_kind { CLOCK_UNDECIDED, CLOCK_PERF, CLOCK_PERF_USER, CLOCK_TIMER } clock_kind;
+static const char *const clock_names[] = {
+    "none", "perf task-clock (user and kernel time)",
+    "perf task-clock (user time: kernel.perf_event_paranoid keeps kernel time out)",
+    "timer_create CPU-clock timers (tick-driven: short bursts go unsampled)"};
+static clock_kind clock_used;
+typedef struct armed {
+    int id; /* a perf event's fd, or a POSIX timer id */
+    bool perf;
+} armed;
+static armed *timers;
+/* A perf event starts with a random first period, as the timers start at a random
+ * expiry (Go does the same): a thread that runs less than a period in the window is
+ * sampled with the right probability instead of never. Its first overflow sets the
+ * regular period; this bitmap (one bit per fd) says which did. */
+static _Atomic uint8_t *phased;
+static size_t phased_bits;
+static size_t ntimers, cap_timers, nfallback; /* nfallback: perf refused, timer used */
+static struct timespec started, cpu_started, cpu_stopped;
+static long period_ns = 1000000000 / RP_CPU_HZ; /* of the profile running */
+
+/* In the handler: a perf event's first (random) period is over; the regular one from now. */
+static void first_overflow(int fd)
+{
+    if (fd < 0 || (size_t)fd >= phased_bits)
+        return;
+    uint8_t bit = (uint8_t)(1u << (fd & 7));
+    if (atomic_fetch_or(&phased[fd >> 3], bit) & bit)
+        return;
+    uint64_t period = (uint64_t)period_ns;
+    ioctl(fd, PERF_EVENT_IOC_PERIOD, &period);
+}
 
 static void on_sigprof(int sig, siginfo_t *si, void *uc)
 {
     int saved = errno;
     atomic_fetch_add(&in_handler, 1);
-    if (atomic_load(&cpu_on) && si->si_code == SI_TIMER) {
+    /* SI_TIMER from a POSIX timer; POLL_IN/POLL_HUP from a perf event's overflow */
+    bool ours = si->si_code == SI_TIMER || si->si_code == POLL_IN || si->si_code == POLL_HUP;
+    if (atomic_load(&window_open) && ours) {
         size_t i = atomic_fetch_add(&widx, 1);
         if (i < recs_cap) {
             cpu_rec *r = &recs[i];
@@ -60,12 +100,68 @@ static void on_sigprof(int sig, siginfo_t *si, void *uc)
             atomic_fetch_add(&lost, 1);
         }
     }
+    if (ours && si->si_code != SI_TIMER)
+        first_overflow(si->si_fd); /* also before the window opens: see phased */
     atomic_fetch_sub(&in_handler, 1);
     errno = saved;
 }
 
-/* Arm a 100 Hz timer on tid's CPU clock; first expiry random in (0, 10 ms] like Go. */
-static void arm_thread(pid_t tid)
+static void keep_locked(int id, bool perf)
+{
+    rp_grow((void **)&timers, &cap_timers, ntimers + 1, sizeof(armed));
+    timers[ntimers++] = (armed){id, perf};
+}
+
+/* A task-clock event on tid overflowing every 10 ms of its CPU, each overflow a SIGPROF
+ * to tid. -errno when perf events are not allowed (perf_event_paranoid, seccomp). */
+static int perf_open(pid_t tid, bool user_only)
+{
+    struct perf_event_attr a;
+    memset(&a, 0, sizeof(a));
+    a.size = sizeof(a);
+    a.type = PERF_TYPE_SOFTWARE;
+    a.config = PERF_COUNT_SW_TASK_CLOCK;
+    a.sample_period = 1 + (uint64_t)((unsigned)rand() % (unsigned)period_ns); /* see phased */
+    a.wakeup_events = 1;
+    a.disabled = 1;
+    a.exclude_kernel = user_only;
+    a.exclude_hv = 1;
+    int fd = (int)syscall(SYS_perf_event_open, &a, tid, -1, -1, PERF_FLAG_FD_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    struct f_owner_ex owner = {F_OWNER_TID, tid};
+    if (fcntl(fd, F_SETFL, O_ASYNC) < 0 || fcntl(fd, F_SETSIG, SIGPROF) < 0 ||
+        fcntl(fd, F_SETOWN_EX, &owner) < 0 || ioctl(fd, PERF_EVENT_IOC_ENABLE, 0) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    return fd;
+}
+
+/* The first arm decides the clock for the whole profile. Under cpu_lock. */
+static bool arm_perf(pid_t tid)
+{
+    if (clock_used == CLOCK_TIMER)
+        return false;
+    int fd = perf_open(tid, clock_used == CLOCK_PERF_USER);
+    if (fd < 0 && clock_used == CLOCK_UNDECIDED && (fd = perf_open(tid, true)) >= 0)
+        clock_used = CLOCK_PERF_USER;
+    else if (fd >= 0 && clock_used == CLOCK_UNDECIDED)
+        clock_used = CLOCK_PERF;
+    if (fd < 0) {
+        if (clock_used == CLOCK_UNDECIDED)
+            clock_used = CLOCK_TIMER;
+        else
+            nfallback++; /* e.g. out of file descriptors: this thread gets a timer */
+        return false;
+    }
+    keep_locked(fd, true);
+    return true;
+}
+
+/* Under cpu_lock. */
+static void arm_timer(pid_t tid)
 {
     struct sigevent sev;
     int id;
@@ -76,12 +172,19 @@ static void arm_thread(pid_t tid)
     clockid_t clk = (clockid_t)((~(unsigned)tid << 3) | 6); /* CPUCLOCK_SCHED, per thread */
     if (syscall(SYS_timer_create, clk, &sev, &id) != 0)
         return;
-    struct itimerspec its = {.it_interval = {0, PERIOD_NS},
-                             .it_value = {0, 1 + (long)((unsigned)rand() % PERIOD_NS)}};
+    struct itimerspec its = {.it_interval = {0, period_ns},
+                             .it_value = {0, 1 + (long)((unsigned)rand() % (unsigned)period_ns)}};
     syscall(SYS_timer_settime, id, 0, &its, NULL);
+    keep_locked(id, false);
+}
+
+/* Arm tid: perf's task-clock, else a 100 Hz timer on its CPU clock (first expiry random
+ * in (0, 10 ms] like Go). */
+static void arm_thread(pid_t tid)
+{
     pthread_mutex_lock(&cpu_lock);
-    rp_grow((void **)&timers, &cap_timers, ntimers + 1, sizeof(int));
-    timers[ntimers++] = id;
+    if (!arm_perf(tid))
+        arm_timer(tid);
     pthread_mutex_unlock(&cpu_lock);
 }
 
@@ -113,13 +216,16 @@ static int install_handler(void)
     return sigaction(SIGPROF, &sa, NULL) == 0 ? 0 : -errno;
 }
 
-int rp_cpu_start(int seconds)
+int rp_cpu_start(int seconds, int hz)
 {
     bool off = false;
     if (!atomic_compare_exchange_strong(&cpu_on, &off, true))
         return -EBUSY;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    size_t cap = (size_t)(ncpu > 0 ? ncpu : 1) * RP_CPU_HZ * (size_t)(seconds + 1) * 5 / 4 + 256;
+    if (hz < 1 || hz > RP_CPU_MAX_HZ)
+        hz = RP_CPU_HZ;
+    period_ns = 1000000000 / hz;
+    size_t cap = (size_t)(ncpu > 0 ? ncpu : 1) * (size_t)hz * (size_t)(seconds + 1) * 5 / 4 + 256;
     void *p = mmap(NULL, cap * sizeof(cpu_rec), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                    -1, 0);
     if (p == MAP_FAILED) {
@@ -128,14 +234,29 @@ int rp_cpu_start(int seconds)
     }
     recs = p;
     recs_cap = cap;
+    struct rlimit nofile;
+    phased_bits = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < (1u << 24)
+                      ? (size_t)nofile.rlim_cur
+                      : (size_t)1 << 24;
+    void *bits =
+        mmap(NULL, phased_bits / 8 + 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    phased = bits == MAP_FAILED ? NULL : bits;
+    if (!phased)
+        phased_bits = 0;
     atomic_store(&widx, 0);
     atomic_store(&lost, 0);
-    clock_gettime(CLOCK_MONOTONIC, &started);
+    clock_used = CLOCK_UNDECIDED;
+    nfallback = 0;
     int rc = install_handler();
     if (rc < 0)
         return rc;
     __atomic_store_n(&rp_threads_start_hook, on_thread_start, __ATOMIC_RELEASE);
     arm_all();
+    /* The window is the process's CPU from here: arming hundreds of threads is the
+     * profiler's own cost, not the program's, and it is not sampled. */
+    clock_gettime(CLOCK_MONOTONIC, &started);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu_started);
+    atomic_store(&window_open, true);
     return 0;
 }
 
@@ -147,14 +268,43 @@ bool rp_cpu_active(void)
 /* Delete every timer, then ignore SIGPROF (its default action kills the process). */
 static void disarm(void)
 {
+    atomic_store(&window_open, false);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu_stopped);
     pthread_mutex_lock(&cpu_lock);
-    for (size_t i = 0; i < ntimers; i++)
-        syscall(SYS_timer_delete, timers[i]);
+    for (size_t i = 0; i < ntimers; i++) {
+        if (timers[i].perf)
+            close(timers[i].id); /* closing a perf event stops it */
+        else
+            syscall(SYS_timer_delete, timers[i].id);
+    }
     ntimers = 0;
     pthread_mutex_unlock(&cpu_lock);
     signal(SIGPROF, SIG_IGN);
     while (atomic_load(&in_handler) > 0)
         sched_yield();
+}
+
+static int64_t ns_between(const struct timespec *a, const struct timespec *b)
+{
+    return (int64_t)(b->tv_sec - a->tv_sec) * 1000000000 + (b->tv_nsec - a->tv_nsec);
+}
+
+/* What the samples cover: the process's CPU over the window, and the clock used. */
+static void cpu_comment(rp_pbuild *pb)
+{
+    char line[256];
+    int64_t samples = 0, cpu = ns_between(&cpu_started, &cpu_stopped);
+    size_t n = atomic_load(&widx);
+    for (size_t i = 0; i < n && i < recs_cap; i++)
+        if (atomic_load_explicit(&recs[i].ready, memory_order_acquire))
+            samples += recs[i].count;
+    snprintf(line, sizeof(line), "pgreaper cpu: sampled %.3f s of the process's %.3f s (%.0f %%)",
+             (double)samples * period_ns / 1e9, (double)cpu / 1e9,
+             cpu > 0 ? 100.0 * (double)samples * period_ns / (double)cpu : 0.0);
+    rp_pbuild_comment(pb, line);
+    snprintf(line, sizeof(line), "pgreaper cpu clock: %s%s", clock_names[clock_used],
+             nfallback ? "; some threads on timer_create CPU-clock timers" : "");
+    rp_pbuild_comment(pb, line);
 }
 
 static int build(rp_buf *out, int64_t duration_ns)
@@ -163,20 +313,23 @@ static int build(rp_buf *out, int64_t duration_ns)
     uint64_t locs[RP_STACK_MAX];
     rp_pbuild_sample_type(pb, "samples", "count");
     rp_pbuild_sample_type(pb, "cpu", "nanoseconds");
-    rp_pbuild_period(pb, "cpu", "nanoseconds", PERIOD_NS);
+    rp_pbuild_period(pb, "cpu", "nanoseconds", period_ns);
     rp_pbuild_duration(pb, duration_ns);
+    cpu_comment(pb);
     size_t n = atomic_load(&widx);
     for (size_t i = 0; i < n && i < recs_cap; i++) {
         cpu_rec *r = &recs[i];
-        if (!atomic_load_explicit(&r->ready, memory_order_acquire) || r->depth <= 0)
+        if (!atomic_load_explicit(&r->ready, memory_order_acquire))
             continue;
-        int64_t v[2] = {r->count, r->count * PERIOD_NS};
-        size_t nl = rp_pbuild_stack(pb, r->pcs, (size_t)r->depth, true, locs);
+        int64_t v[2] = {r->count, r->count * period_ns};
+        size_t nl = r->depth > 0 ? rp_pbuild_stack(pb, r->pcs, (size_t)r->depth, true, locs) : 0;
+        if (nl == 0)
+            locs[nl++] = rp_pbuild_loc_named(pb, "(stack not unwound)");
         rp_pbuild_sample(pb, locs, nl, v);
     }
     int64_t nlost = atomic_load(&lost);
     if (nlost > 0) {
-        int64_t v[2] = {nlost, nlost * PERIOD_NS};
+        int64_t v[2] = {nlost, nlost * period_ns};
         locs[0] = rp_pbuild_loc_named(pb, "lost_samples");
         rp_pbuild_sample(pb, locs, 1, v);
     }
@@ -198,6 +351,10 @@ int rp_cpu_finish(rp_buf *out)
     munmap(recs, recs_cap * sizeof(cpu_rec));
     recs = NULL;
     recs_cap = 0;
+    if (phased)
+        munmap((void *)phased, phased_bits / 8 + 1);
+    phased = NULL;
+    phased_bits = 0;
     atomic_store(&cpu_on, false);
     return rc;
 }

@@ -56,7 +56,7 @@ typedef struct conn {
     size_t inlen;
     rp_httpreq req;
     job job;
-    int debug, seconds, rc;
+    int debug, seconds, hz, rc;
     const char *name; /* profile name for Content-Disposition */
     int status;
     const char *ctype;
@@ -389,6 +389,11 @@ static void route_cpu(conn *c)
         return;
     }
     c->seconds = s;
+    c->hz = int_param(c, "hz"); /* pgreaper's: more samples per CPU-second than Go's 100 */
+    if (c->hz == -2 || c->hz > RP_CPU_MAX_HZ) {
+        reply_error(c, 400, "hz must be a number of samples per CPU-second, 1 to 1000");
+        return;
+    }
     start_job(c, J_CPU_START, "profile");
 }
 
@@ -484,7 +489,7 @@ static void run_job(conn *c)
         c->rc = rp_threads_create_profile(&c->body, c->debug > 0);
         break;
     case J_CPU_START:
-        c->rc = rp_cpu_start(c->seconds);
+        c->rc = rp_cpu_start(c->seconds, c->hz);
         break;
     case J_CPU_FINISH:
         c->rc = rp_cpu_finish(&c->body);

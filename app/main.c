@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "config/config.h"
 #include "config/options.h"
+#include "pprof/contention.h"
 #include "pprof/heap.h"
 #include "pprof/http.h"
 #include "pprof/threads.h"
@@ -92,6 +93,7 @@ int main(int argc, char **argv)
      * signal; before any thread exists. libuv's pool (DNS lookups, profile building)
      * gets two threads unless the user says otherwise. */
     rp_heap_init((long)o.heap_sample_rate);
+    rp_contention_set(o.mutex_profile_fraction, o.block_profile_rate);
     rp_threads_init();
     setenv("UV_THREADPOOL_SIZE", "2", 0);
     if (o.help) {

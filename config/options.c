@@ -120,6 +120,13 @@ const rp_opt_def rp_opt_table[] = {
     {"heap-sample-rate", "PGREAPER_HEAP_SAMPLE_RATE", RP_OPT_BYTES, OFF(heap_sample_rate), 0, 0,
      "BYTES", "512KiB",
      "mean bytes between heap profile samples (1: every allocation, 0: counters only)"},
+    {"mutex-profile-fraction", "PGREAPER_MUTEX_PROFILE_FRACTION", RP_OPT_INT,
+     OFF(mutex_profile_fraction), 0, 1000000000, "N", "0",
+     "record 1 in N contended pthread mutex locks for /debug/pprof/mutex (0: off)"},
+    {"block-profile-rate", "PGREAPER_BLOCK_PROFILE_RATE", RP_OPT_INT, OFF(block_profile_rate), 0,
+     1000000000, "NS", "0",
+     "record one blocking event (condition-variable wait, contended lock) per NS nanoseconds "
+     "blocked for /debug/pprof/block (1: every event, 0: off)"},
     {"help", "PGREAPER_HELP", RP_OPT_BOOL, OFF(help), 0, 0, NULL, NULL, "show this help"},
     {"version", "PGREAPER_VERSION", RP_OPT_BOOL, OFF(version), 0, 0, NULL, NULL,
      "show the version"},

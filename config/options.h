@@ -62,8 +62,10 @@ typedef struct rp_options {
     bool pprof;           /* PGREAPER_PPROF=1: 127.0.0.1:6060 */
     bool pprof_allow_remote;
     char *pprof_token;
-    char *metrics_addr;       /* NULL = /metrics on the pprof listener only */
-    int64_t heap_sample_rate; /* bytes; 0 = counters only */
+    char *metrics_addr;         /* NULL = /metrics on the pprof listener only */
+    int64_t heap_sample_rate;   /* bytes; 0 = counters only */
+    int mutex_profile_fraction; /* 1 in N contended locks recorded; 0 = off */
+    int block_profile_rate;     /* ns: see pprof/contention.h; 0 = off */
 } rp_options;
 
 typedef enum rp_opt_type {

@@ -555,15 +555,7 @@ static void text_stack(rp_buf *out, const bucket *b)
         rp_buf_puts(out, " 0x0\n#\t0x0\t" EARLY_FRAME "\n\n");
         return;
     }
-    for (uint32_t i = 0; i < b->depth; i++)
-        rp_buf_printf(out, " %#lx", (unsigned long)b->pcs[i]);
-    rp_buf_putc(out, '\n');
-    for (uint32_t i = 0; i < b->depth; i++) {
-        rp_buf_printf(out, "#\t%#lx\t", (unsigned long)(b->pcs[i] - 1));
-        rp_pbuild_symbolize(b->pcs[i] - 1, out);
-        rp_buf_putc(out, '\n');
-    }
-    rp_buf_putc(out, '\n');
+    rp_pbuild_text_stack(out, b->pcs, b->depth);
 }
 
 void rp_heap_text(rp_buf *out)

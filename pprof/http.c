@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/tasks.h"
+#include "pprof/contention.h"
 #include "pprof/cpu.h"
 #include "pprof/goroutine.h"
 #include "pprof/heap.h"
@@ -37,6 +38,8 @@ typedef enum job {
     J_ALLOCS,
     J_GOROUTINE,
     J_THREADCREATE,
+    J_MUTEX,
+    J_BLOCK,
     J_CPU_START,
     J_CPU_FINISH,
     J_SYMBOL,
@@ -163,6 +166,8 @@ static const char *reason(int status)
         return "Content Too Large";
     case 500:
         return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
     case 505:
         return "HTTP Version Not Supported";
     default:
@@ -209,11 +214,15 @@ static const struct {
     const char *name, *desc;
 } profiles[] = {
     {"allocs", "A sampling of all past memory allocations (malloc family, whole process)"},
+    {"block", "Stack traces that led to blocking on condition variables and contended locks "
+              "(--block-profile-rate)"},
     {"cmdline", "The command line invocation of the current program (passwords masked)"},
     {"goroutine", "Stack traces of all OS threads plus one sample per event-loop task. Use "
                   "debug=2 as a query parameter to export in the same format as an unrecovered "
                   "panic."},
     {"heap", "A sampling of memory allocations of live objects."},
+    {"mutex", "Stack traces of threads that waited for contended pthread mutexes "
+              "(--mutex-profile-fraction)"},
     {"profile", "CPU profile. You can specify the duration in the seconds GET parameter. After "
                 "you get the profile file, use the go tool pprof command to investigate it."},
     {"threadcreate", "Stack traces that led to the creation of new OS threads"},
@@ -225,7 +234,7 @@ static void page_index(conn *c)
     rp_buf_puts(b, "<html>\n<head>\n<title>/debug/pprof/</title>\n</head>\n<body>\n"
                    "/debug/pprof/<br>\n<br>\nTypes of profiles available:\n"
                    "<table>\n<thead><td>Count</td><td>Profile</td></thead>\n");
-    size_t counts[] = {0, 0, rp_threads_live() + rp_task_count(), 0, 0, rp_threads_created()};
+    size_t counts[] = {0, 0, 0, rp_threads_live() + rp_task_count(), 0, 0, 0, rp_threads_created()};
     for (size_t i = 0; i < RP_ARRAY_LEN(profiles); i++)
         rp_buf_printf(b, "<tr><td>%zu</td><td><a href='%s?debug=1'>%s</a></td></tr>\n", counts[i],
                       profiles[i].name, profiles[i].name);
@@ -352,10 +361,9 @@ static void route_profile(conn *c, const char *name)
     static const struct {
         const char *name;
         job job;
-    } jobs[] = {{"heap", J_HEAP},
-                {"allocs", J_ALLOCS},
-                {"goroutine", J_GOROUTINE},
-                {"threadcreate", J_THREADCREATE}};
+    } jobs[] = {{"heap", J_HEAP},           {"allocs", J_ALLOCS},
+                {"goroutine", J_GOROUTINE}, {"threadcreate", J_THREADCREATE},
+                {"mutex", J_MUTEX},         {"block", J_BLOCK}};
     c->debug = int_param(c, "debug");
     if (c->debug == -2) {
         reply_error(c, 400, "debug must be a non-negative integer");
@@ -372,6 +380,13 @@ static void route_profile(conn *c, const char *name)
             start_job(c, jobs[i].job, name);
             return;
         }
+    if (strcmp(name, "trace") == 0) {
+        reply_error(c, 501,
+                    "pgreaper has no execution tracer: Go's trace format records goroutine "
+                    "scheduling events that an event loop and its threads do not have; use "
+                    "profile, mutex and block instead");
+        return;
+    }
     reply_error(c, 404, "Unknown profile");
 }
 
@@ -487,6 +502,10 @@ static void run_job(conn *c)
         break;
     case J_THREADCREATE:
         c->rc = rp_threads_create_profile(&c->body, c->debug > 0);
+        break;
+    case J_MUTEX:
+    case J_BLOCK:
+        c->rc = rp_contention_profile(&c->body, c->job == J_BLOCK, c->debug);
         break;
     case J_CPU_START:
         c->rc = rp_cpu_start(c->seconds, c->hz);

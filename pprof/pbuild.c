@@ -363,6 +363,19 @@ void rp_pbuild_symbolize(uintptr_t addr, rp_buf *out)
     rp_sym_release(sym);
 }
 
+void rp_pbuild_text_stack(rp_buf *out, const uintptr_t *pcs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        rp_buf_printf(out, " %#lx", (unsigned long)pcs[i]);
+    rp_buf_putc(out, '\n');
+    for (size_t i = 0; i < n; i++) {
+        rp_buf_printf(out, "#\t%#lx\t", (unsigned long)(pcs[i] - 1));
+        rp_pbuild_symbolize(pcs[i] - 1, out);
+        rp_buf_putc(out, '\n');
+    }
+    rp_buf_putc(out, '\n');
+}
+
 /* Resolve every real location; mod_ids[i] receives the mapping id of module i (0 = unused). */
 static void symbolize_all(rp_pbuild *b, rp_sym *sym, uint64_t *mod_ids, uint64_t *nmaps)
 {

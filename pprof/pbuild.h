@@ -66,4 +66,8 @@ struct Perftools__Profiles__Profile *rp_pbuild_decode(const void *gz, size_t len
 /* Symbol text for one address as the debug=1 texts print it: "func+0xoff" or "mod+0xoff". */
 void rp_pbuild_symbolize(uintptr_t addr, rp_buf *out);
 
+/* A stack of return addresses as Go's debug=1 texts end a record: " 0x.. 0x..", then a
+ * "#\t0xPC-1\tsymbol" line per frame, then an empty line. */
+void rp_pbuild_text_stack(rp_buf *out, const uintptr_t *pcs, size_t n);
+
 #endif /* RP_PPROF_PBUILD_H */

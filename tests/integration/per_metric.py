@@ -7,9 +7,12 @@ import collections
 import json
 import os
 import re
+import shutil
 import signal
+import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'lib'))
@@ -122,6 +125,51 @@ def check_recovery(t, pg, binary):
     t.is_(r.stop(), 0, 'clean exit')
 
 
+def pprof_top(path, *flags):
+    return subprocess.run(['go', 'tool', 'pprof', '-symbolize=none'] + list(flags) + [path],
+                          capture_output=True, text=True).stdout
+
+
+def check_contention(t, pg, binary):
+    """Ten metric threads sharing one connection: the block profile shows them waiting in
+    the pool's checkout, the mutex profile who waited for the source's lock; Go's format."""
+    if not shutil.which('go'):
+        t.ok(True, '# SKIP go tool pprof not installed')
+        return
+    r = Reaper(binary, sources(pg, 1), METRICS,
+               args=['--mode', 'per-metric', '--max-parallel-connections-per-db', '1',
+                     '--pprof-addr', '127.0.0.1:0', '--block-profile-rate', '1',
+                     '--mutex-profile-fraction', '1']).start()
+    port = port_of(r)
+    t.ok(r.wait_batches('m9', 'db1', 3), 'per-metric collects through one shared connection')
+    paths = {}
+    for name in ('block', 'mutex'):
+        paths[name] = os.path.join(r.dir, name + '.pb.gz')
+        with urllib.request.urlopen('http://127.0.0.1:%d/debug/pprof/%s' % (port, name),
+                                    timeout=30) as f, open(paths[name], 'wb') as out:
+            out.write(f.read())
+    raw = pprof_top(paths['block'], '-raw')
+    t.ok('contentions/count delay/nanoseconds' in raw.replace('\n', ' ').replace('  ', ' ')
+         or re.search(r'contentions/count\s+delay/nanoseconds', raw),
+         "block: Go's sample types (contentions/count, delay/nanoseconds)", raw[:400])
+    top = pprof_top(paths['block'], '-top', '-sample_index=delay', '-nodefraction=0',
+                    '-nodecount=500')
+    m = re.search(r'^\s*([\d.]+)(m?s|us|ns)?\s.*\bcheckout\b', top, re.M)
+    t.ok(m is not None, "block: the threads' waits in the pool's checkout, with their delay",
+         top[:1500])
+    mtop = pprof_top(paths['mutex'], '-top')
+    t.ok('Type: delay' in mtop and 'pgreaper mutex' in mtop, 'mutex: a profile in Go\'s format',
+         mtop[:600])
+    try:
+        urllib.request.urlopen('http://127.0.0.1:%d/debug/pprof/trace' % port, timeout=10)
+        code, body = 200, ''
+    except urllib.error.HTTPError as e:
+        code, body = e.code, e.read().decode()
+    t.ok(code == 501 and 'no execution tracer' in body, '/debug/pprof/trace: 501 with a reason',
+         (code, body))
+    t.is_(r.stop(), 0, 'clean exit with contention profiling on')
+
+
 def main():
     t = Tap()
     pg = Postgres('permetric', {'max_connections': '100', 'log_min_duration_statement': '0'})
@@ -129,6 +177,7 @@ def main():
     check_same_measurements(t, pg, binary)
     check_batch_scaling(t, pg, binary)
     check_recovery(t, pg, binary)
+    check_contention(t, pg, binary)
     pg.cleanup()
     t.done()
 

@@ -153,7 +153,7 @@ def check_profiles(t, pp, port, binary):
     base = 'http://127.0.0.1:%d/debug/pprof/' % port
     statics = local_functions(binary)
     seen = ''
-    for name in ('heap', 'allocs', 'goroutine', 'threadcreate'):
+    for name in ('heap', 'allocs', 'goroutine', 'threadcreate', 'mutex', 'block'):
         url = base + name + '?token=' + TOKEN
         for mode in ('-raw', '-top', '-traces'):
             rc, out, err = pp.run(mode, url)
@@ -277,7 +277,7 @@ def check_vars_and_secrets(t, port, pp):
     t.ok(v['reaper']['fetches_ok'] > 0 and v['sinks']['rows'] > 0 and 'db3' in v['sources'],
          '/debug/vars reaper and sink counters')
     texts = [body]
-    for path in ('heap', 'allocs', 'goroutine', 'threadcreate', 'heap?debug=1',
+    for path in ('heap', 'allocs', 'goroutine', 'threadcreate', 'mutex', 'block', 'heap?debug=1',
                  'goroutine?debug=1', 'goroutine?debug=2', 'cmdline', 'profile?seconds=1', ''):
         raw = fetch(port, '/debug/pprof/' + path)[2]
         texts.append(gzip.decompress(raw) if raw[:2] == b'\x1f\x8b' else raw)

@@ -362,7 +362,8 @@ static void remember(void *p, size_t size, bucket *b, int64_t w)
 static __attribute__((noinline)) void record(void *p, size_t size, long rate)
 {
     uintptr_t pcs[RP_STACK_MAX];
-    /* skip this frame and rp_heap_sample_slow's: pcs[0] is in the malloc wrapper */
+    /* skip this frame and its caller (rp_heap_sample_slow or rp_heap_record_exact): pcs[0]
+     * is in the malloc wrapper */
     int n = atomic_load_explicit(&stacks_ready, memory_order_relaxed)
                 ? rp_stack_here(pcs, RP_STACK_MAX, 2)
                 : 0;          /* a library's constructor: a bucket of depth 0 (EARLY_FRAME) */
@@ -374,6 +375,17 @@ static __attribute__((noinline)) void record(void *p, size_t size, long rate)
     }
     double w = (rate <= 1 || size == 0) ? 1.0 : 1.0 / (1.0 - exp(-(double)size / (double)rate));
     remember(p, size, b, (int64_t)llround(w * FIX));
+}
+
+void rp_heap_record_exact(void *p, size_t size)
+{
+    rp_heap_tls *t = &rp_heap_t;
+    if (!atomic_load_explicit(&heap_ready, memory_order_relaxed) ||
+        atomic_load_explicit(&heap_rate, memory_order_relaxed) <= 0 || t->guard)
+        return;
+    t->guard++;
+    record(p, size, 1); /* weight 1: this block is not an estimate */
+    t->guard--;
 }
 
 void rp_heap_sample_slow(void *p, size_t size)

@@ -32,7 +32,9 @@
 #include "common/buf.h"
 #include "common/compiler.h"
 
-#define RP_HEAP_DEFAULT_RATE 524288
+/* Go's 512 KiB is for heaps of gigabytes; pgreaper's are megabytes, and comparing two of
+ * them (per-metric vs batch) needs more samples: see bench/heap_rate.py. */
+#define RP_HEAP_DEFAULT_RATE 65536
 
 typedef struct rp_heap_totals {
     uint64_t mallocs, frees;           /* calls (realloc counts as one of each) */
@@ -82,6 +84,11 @@ rp_heap_slot *rp_heap_slot_claim(void);
  * it is freed, as Go keeps its profiler's memory out of HeapAlloc. */
 void rp_heap_note_own(void *p, size_t size);
 void rp_heap_sample_slow(void *p, size_t size);
+/* Blocks of at least this many bytes are few and hold most of a small heap: each is
+ * recorded (weight 1) whatever the rate, so that two profiles of small heaps compare by
+ * their large blocks exactly and only the small ones are estimates. */
+#define RP_HEAP_EXACT_MIN 8192
+void rp_heap_record_exact(void *p, size_t size);
 void rp_heap_forget(void *p);
 
 static inline void rp_heap_count(_Atomic uint64_t *c, bool shared, uint64_t n)

@@ -40,6 +40,8 @@ static inline void on_alloc(void *p)
     rp_heap_count(&s->alloc_bytes, s->shared, size);
     if (rp_unlikely(t->guard > 0))
         rp_heap_note_own(p, size);
+    else if (rp_unlikely(size >= RP_HEAP_EXACT_MIN))
+        rp_heap_record_exact(p, size);
     else if (rp_unlikely((t->until -= (int64_t)size) < 0))
         rp_heap_sample_slow(p, size);
 }

@@ -290,14 +290,10 @@ static int64_t ns_between(const struct timespec *a, const struct timespec *b)
 }
 
 /* What the samples cover: the process's CPU over the window, and the clock used. */
-static void cpu_comment(rp_pbuild *pb)
+static void cpu_comment(rp_pbuild *pb, int64_t samples)
 {
     char line[256];
-    int64_t samples = 0, cpu = ns_between(&cpu_started, &cpu_stopped);
-    size_t n = atomic_load(&widx);
-    for (size_t i = 0; i < n && i < recs_cap; i++)
-        if (atomic_load_explicit(&recs[i].ready, memory_order_acquire))
-            samples += recs[i].count;
+    int64_t cpu = ns_between(&cpu_started, &cpu_stopped);
     snprintf(line, sizeof(line), "pgreaper cpu: sampled %.3f s of the process's %.3f s (%.0f %%)",
              (double)samples * period_ns / 1e9, (double)cpu / 1e9,
              cpu > 0 ? 100.0 * (double)samples * period_ns / (double)cpu : 0.0);
@@ -315,18 +311,20 @@ static int build(rp_buf *out, int64_t duration_ns)
     rp_pbuild_sample_type(pb, "cpu", "nanoseconds");
     rp_pbuild_period(pb, "cpu", "nanoseconds", period_ns);
     rp_pbuild_duration(pb, duration_ns);
-    cpu_comment(pb);
+    int64_t samples = 0; /* for the coverage comment: the lost ones are not samples */
     size_t n = atomic_load(&widx);
     for (size_t i = 0; i < n && i < recs_cap; i++) {
         cpu_rec *r = &recs[i];
         if (!atomic_load_explicit(&r->ready, memory_order_acquire))
             continue;
+        samples += r->count;
         int64_t v[2] = {r->count, r->count * period_ns};
         size_t nl = r->depth > 0 ? rp_pbuild_stack(pb, r->pcs, (size_t)r->depth, true, locs) : 0;
         if (nl == 0)
             locs[nl++] = rp_pbuild_loc_named(pb, "(stack not unwound)");
         rp_pbuild_sample(pb, locs, nl, v);
     }
+    cpu_comment(pb, samples);
     int64_t nlost = atomic_load(&lost);
     if (nlost > 0) {
         int64_t v[2] = {nlost, nlost * period_ns};

@@ -507,9 +507,8 @@ static size_t snapshot(heap_row **rows)
     return n;
 }
 
-static void heap_comments(rp_pbuild *pb, const rp_heap_totals *tp)
+static void heap_comments(rp_pbuild *pb, const rp_heap_totals *t)
 {
-    rp_heap_totals t = *tp;
     char line[256];
     snprintf(line, sizeof(line), "pgreaper heap: sample rate %ld bytes, malloc interposed: %s",
              rp_heap_rate(), rp_heap_available() ? "yes" : "no");
@@ -517,9 +516,9 @@ static void heap_comments(rp_pbuild *pb, const rp_heap_totals *tp)
     snprintf(line, sizeof(line),
              "exact: HeapAlloc=%llu HeapObjects=%llu TotalAlloc=%llu Mallocs=%llu Frees=%llu "
              "ProfilerHeap=%llu",
-             (unsigned long long)t.heap_bytes, (unsigned long long)t.heap_objects,
-             (unsigned long long)t.alloc_bytes, (unsigned long long)t.mallocs,
-             (unsigned long long)t.frees, (unsigned long long)t.prof_bytes);
+             (unsigned long long)t->heap_bytes, (unsigned long long)t->heap_objects,
+             (unsigned long long)t->alloc_bytes, (unsigned long long)t->mallocs,
+             (unsigned long long)t->frees, (unsigned long long)t->prof_bytes);
     rp_pbuild_comment(pb, line);
 }
 

@@ -262,6 +262,8 @@ def main():
         ('ticks / pipelines / skipped ticks', '%d / %d / %d' % (
             s.get('ticks', 0), s.get('pipelines', 0), s.get('skipped_ticks', 0))),
         ('pipelines per tick', '%.2f' % (s.get('pipelines', 0) / ticks)),
+        ('socket reads per pipeline', '%.2f' % (
+            s.get('socket_reads', 0) / max(s.get('pipelines', 0), 1))),
         ('fetches (ok / failed)', '%d / %d' % (s.get('fetches_ok', 0), s.get('fetch_errors', 0))),
         ('rows / values', '%d / %d' % (s.get('rows', 0), s.get('values', 0))),
         ('pgreaper CPU in window', '%.3f s (%.3f %% of one core)' % (cpu, 100 * cpu / elapsed)),

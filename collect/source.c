@@ -215,8 +215,10 @@ struct rp_source {
 
     /* settling: reading a pipeline's answers when they are expected to be complete */
     bool settling;      /* the socket is not watched; the settle timer reads */
+    bool read_full;     /* the last read filled libpq's buffer: more may be waiting */
     int settles;        /* settle waits for the current pipeline */
     uint32_t settle_us; /* learnt: expected answer time per sync segment */
+    uint32_t full_us;   /* us after sending, the pipeline's first full read (0: none) */
     uint64_t sent_ns;   /* uv_hrtime() when the pipeline was written */
 
     /* the batch deadline: silence, not duration (see step_busy) */
@@ -1104,6 +1106,8 @@ static void send_pipeline(rp_source *src, const size_t *due, size_t ndue, bool r
         return;
     }
     src->settles = 0;
+    src->full_us = 0;
+    src->read_full = false;
     src->sent_ns = uv_hrtime();
     int w = f == 0 && src->opts->coalesce_reads
                 ? settle(src)
@@ -1727,17 +1731,24 @@ static void batch_done(rp_source *src)
  * metric. Instead, once a pipeline is written, its socket is not watched: a timer fires
  * when the answers are expected to be complete and one read takes them all. The
  * expectation is learnt per source, in microseconds per sync segment: lowered slowly
- * while the first read finds everything, raised at once when it does not. A pipeline
- * still unfinished is read again when the rest should be there at the pace of its
- * answers so far (or, before any, after as long again as it has taken); the
- * SETTLE_READS-th read hands over to watching the socket. A metric's
- * time is still the time it was sent; only the reading waits, SETTLE_MAX_MS at most.
+ * while the first read finds everything; after a pipeline that needed more reads, set to
+ * the time its last answer was read at (an upper bound, so the next one is likely read
+ * at once), but to no more than twice what it was (an outlier teaches little). A pipeline still
+ * unfinished is read again when the rest should be there: the later of what the learnt pace and the
+ * pace of its answers so far say (the cheap metrics often answer first); the SETTLE_READS-th read
+ * hands over to watching the socket.
+ *
+ * Answers larger than the socket buffers stop the server until they are read: reads go
+ * on while they fill libpq's buffer (read_answers), and such a pipeline teaches the time
+ * of its first full read, not of its end (which depended on when we read). A metric's time is still
+ * the time it was sent; only the reading waits, SETTLE_MAX_MS at most a wait.
  */
-#define SETTLE_MAX_MS   20
+#define SETTLE_MAX_MS   250
 #define SETTLE_READS    4
 #define SETTLE_US_FIRST 200
 #define SETTLE_US_MIN   10
 #define SETTLE_US_MAX   (SETTLE_MAX_MS * 1000)
+#define READS_PER_WAKE  16
 
 static void on_settle_timer(uv_timer_t *t)
 {
@@ -1746,19 +1757,32 @@ static void on_settle_timer(uv_timer_t *t)
     step(src, EV_RESUME);
 }
 
-/* How long the rest of the pipeline should take: at the pace of its answers so far, or
- * at the learnt pace before any came. */
+static uint64_t sync_segments(const rp_source *src, uint64_t *done)
+{
+    uint64_t all = 0;
+    *done = 0;
+    for (size_t i = 0; i < src->nitems; i++)
+        if (src->items[i].kind == ITEM_SYNC) {
+            all++;
+            *done += i < src->cur_item;
+        }
+    return all;
+}
+
+/* How long until the pipeline's last answer should be there, in ms (1..SETTLE_MAX_MS). */
 static uint64_t settle_wait_ms(const rp_source *src)
 {
-    uint64_t done = 0, left = 0;
-    for (size_t i = 0; i < src->nitems; i++)
-        if (src->items[i].kind == ITEM_SYNC)
-            i < src->cur_item ? done++ : left++;
+    if (src->read_full)
+        return 1;
+    uint64_t done, all = sync_segments(src, &done);
     uint64_t elapsed_us = (uv_hrtime() - src->sent_ns) / 1000;
-    uint64_t us = done > 0 ? elapsed_us / done : src->settle_us;
-    uint64_t ms = (left * us + 999) / 1000;
-    if (done == 0 && src->settles > 0) /* nothing yet: as long again as so far */
-        ms = (elapsed_us + 999) / 1000;
+    uint64_t learnt_us = all * src->settle_us;
+    uint64_t rest_us = learnt_us > elapsed_us ? learnt_us - elapsed_us : 0;
+    if (done > 0 && (all - done) * (elapsed_us / done) > rest_us)
+        rest_us = (all - done) * (elapsed_us / done);
+    else if (done == 0 && src->settles > 0 && elapsed_us > rest_us)
+        rest_us = elapsed_us; /* nothing yet: as long again as so far */
+    uint64_t ms = (rest_us + 999) / 1000;
     return ms < 1 ? 1 : ms > SETTLE_MAX_MS ? SETTLE_MAX_MS : ms;
 }
 
@@ -1778,20 +1802,52 @@ static int settle(rp_source *src)
 /* After a settle read that left the pipeline unfinished: wait again (0), or watch. */
 static int settle_again(rp_source *src)
 {
-    uint32_t us = src->settle_us + src->settle_us / 4 + 1;
-    src->settle_us = us > SETTLE_US_MAX ? SETTLE_US_MAX : us;
     if (src->settles < SETTLE_READS)
         return settle(src);
     src->settling = false;
     return watch(src, UV_READABLE);
 }
 
-/* The pipeline is complete: learn from how many waits it took. */
+/* The pipeline is complete: learn from how many reads it took. */
 static void settle_done(rp_source *src)
 {
-    if (src->settling && src->settles == 1 && src->settle_us > SETTLE_US_MIN)
-        src->settle_us -= src->settle_us / 32 + 1;
+    if (src->settles == 1 && src->settle_us > SETTLE_US_MIN) {
+        src->settle_us -= src->settle_us / 64 + 1;
+    } else if (src->settles > 1) {
+        uint64_t done, all = sync_segments(src, &done);
+        uint64_t us = src->full_us ? src->full_us : (uv_hrtime() - src->sent_ns) / 1000;
+        us /= all ? all : 1;
+        if (us > 2 * (uint64_t)src->settle_us) /* one slow pipeline does not teach much */
+            us = 2 * (uint64_t)src->settle_us;
+        src->settle_us = us < SETTLE_US_MIN   ? SETTLE_US_MIN
+                         : us > SETTLE_US_MAX ? SETTLE_US_MAX
+                                              : (uint32_t)us;
+    }
     src->settling = false;
+    src->settles = 0;
+}
+
+/* Read (when the socket is readable) and parse the answers, as drain_results returns.
+ * libpq reads at most what its input buffer has room for (16 kB at first): while a read
+ * fills it, the socket may hold more and the server may be waiting for room, so read
+ * again at once, up to READS_PER_WAKE times (then settling reads again in 1 ms). */
+static int read_answers(rp_source *src, bool readable)
+{
+    for (int n = 1;; n++) {
+        if (readable) {
+            src->stats.socket_reads++;
+            if (!PQconsumeInput(src->client.conn))
+                return -EIO;
+            rp_sendbuf_received(&src->read_full);
+            if (src->read_full && src->full_us == 0) {
+                uint64_t us = (uv_hrtime() - src->sent_ns) / 1000;
+                src->full_us = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+            }
+        }
+        int rc = drain_results(src);
+        if (rc != 0 || !readable || !src->read_full || n == READS_PER_WAKE)
+            return rc;
+    }
 }
 
 /* Socket activity (or a resumed read) while a pipeline is in flight (BUSY or DRAINING). */
@@ -1800,18 +1856,13 @@ static void pump(rp_source *src)
     if (src->io_events & UV_READABLE) {
         src->last_progress = now_ms(src);
         src->cancel_sent = false;
-        src->stats.socket_reads++;
-        if (!PQconsumeInput(src->client.conn)) {
-            enter_backoff(src, conn_error(src));
-            return;
-        }
     }
     int f = flush_out(src);
     if (f < 0) {
         enter_backoff(src, flush_error(src, f));
         return;
     }
-    int rc = drain_results(src);
+    int rc = read_answers(src, src->io_events & UV_READABLE);
     if (rc < 0) {
         enter_backoff(src, rc == -EPROTO ? "unexpected result order in pipeline" : conn_error(src));
         return;

@@ -148,16 +148,32 @@ def strace_window(pid, port, seconds):
 
 
 def capture_costs(port, pid):
-    """Wall time and pgreaper CPU of one capture of each profile."""
+    """Wall time and pgreaper CPU of the first and the second capture of each profile
+    (the first reads symbol tables and DWARF), and the memory the profiler keeps."""
     rows = []
+    rss0 = rss_kib(pid)
     for name, path in (('heap', '/debug/pprof/heap'), ('goroutine', '/debug/pprof/goroutine'),
                        ('CPU 1 s', '/debug/pprof/profile?seconds=1')):
-        c0, t0 = proc_cpu(pid), time.time()
-        size = len(fetch(port, path))
-        c1, t1 = proc_cpu(pid), time.time()
-        rows.append(('capture %s: wall / pgreaper CPU / size' % name,
-                     '%.1f ms / %.1f ms / %d B' % (1e3 * (t1 - t0), 1e3 * (c1 - c0), size)))
+        figures = []
+        for _ in range(2):
+            c0, t0 = proc_cpu(pid), time.time()
+            size = len(fetch(port, path))
+            c1, t1 = proc_cpu(pid), time.time()
+            figures.append('%.1f ms / %.1f ms' % (1e3 * (t1 - t0), 1e3 * (c1 - c0)))
+        rows.append(('capture %s: wall / CPU, 1st; 2nd; size' % name,
+                     '%s; %s; %d B' % (figures[0], figures[1], size)))
+    m = json.loads(fetch(port, '/debug/vars'))['memstats']
+    rows.append(('after the captures: ProfilerHeap / RSS growth', '%.2f MiB / %.1f MiB' % (
+        m.get('ProfilerHeap', 0) / 2**20, (rss_kib(pid) - rss0) / 1024)))
     return rows
+
+
+def rss_kib(pid):
+    with open('/proc/%d/status' % pid) as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1])
+    return 0
 
 
 def setup_databases(pg, n, tables):

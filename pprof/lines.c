@@ -20,11 +20,24 @@ typedef struct path_alias {
     char *norm;      /* owned */
 } path_alias;
 
+/* What rp_lines_frames found at an address: frames[first .. first + n) of the cache. */
+typedef struct addr_entry {
+    uintptr_t addr;
+    uint32_t first;
+    uint32_t n; /* UINT32_MAX: slot unused */
+} addr_entry;
+
 struct rp_lines {
     int fd;
     Dwarf *dbg;
     path_alias *paths; /* normalised file names, by libdw's pointer */
     size_t npaths, cap_paths;
+    /* Every address looked up, with its frames: a profile's locations repeat from one
+     * capture to the next, and libdw's scope walk costs ~20 us an address. */
+    addr_entry *addrs; /* open addressing, power-of-two size, at most half full */
+    size_t naddrs, cap_addrs;
+    rp_line_frame *frames;
+    size_t nframes, cap_frames;
 };
 
 static rp_lines *open_file(const char *path)
@@ -61,6 +74,8 @@ void rp_lines_close(rp_lines *d)
     for (size_t i = 0; i < d->npaths; i++)
         rp_free(d->paths[i].norm);
     rp_free(d->paths);
+    rp_free(d->addrs);
+    rp_free(d->frames);
     dwarf_end(d->dbg);
     close(d->fd);
     rp_free(d);
@@ -150,10 +165,10 @@ static void call_site(rp_lines *d, Dwarf_Die *cu, Dwarf_Die *die, rp_line_frame 
         caller->file = file_name(d, cu, dwarf_filesrc(files, file, NULL, NULL));
 }
 
-int rp_lines_frames(rp_lines *d, uintptr_t addr, rp_line_frame *out, int max)
+static int lookup(rp_lines *d, uintptr_t addr, rp_line_frame *out, int max)
 {
     Dwarf_Die cu;
-    if (!d || max <= 0 || !dwarf_addrdie(d->dbg, (Dwarf_Addr)addr, &cu))
+    if (!dwarf_addrdie(d->dbg, (Dwarf_Addr)addr, &cu))
         return 0;
     Dwarf_Line *ln = dwarf_getsrc_die(&cu, (Dwarf_Addr)addr);
     if (!ln)
@@ -181,5 +196,48 @@ int rp_lines_frames(rp_lines *d, uintptr_t addr, rp_line_frame *out, int max)
     free(chain);
     if (n == 0) /* code outside any function DIE: the line alone */
         out[n++] = at;
+    return n;
+}
+
+static addr_entry *addr_slot(addr_entry *t, size_t cap, uintptr_t addr)
+{
+    size_t i = (size_t)((addr * 0x9E3779B97F4A7C15ULL) >> 20) & (cap - 1);
+    while (t[i].n != UINT32_MAX && t[i].addr != addr)
+        i = (i + 1) & (cap - 1);
+    return &t[i];
+}
+
+static void grow_addrs(rp_lines *d)
+{
+    size_t cap = d->cap_addrs ? 2 * d->cap_addrs : 256;
+    addr_entry *t = rp_malloc(cap * sizeof(*t));
+    for (size_t i = 0; i < cap; i++)
+        t[i].n = UINT32_MAX;
+    for (size_t i = 0; i < d->cap_addrs; i++)
+        if (d->addrs[i].n != UINT32_MAX)
+            *addr_slot(t, cap, d->addrs[i].addr) = d->addrs[i];
+    rp_free(d->addrs);
+    d->addrs = t;
+    d->cap_addrs = cap;
+}
+
+int rp_lines_frames(rp_lines *d, uintptr_t addr, rp_line_frame *out, int max)
+{
+    if (!d || max <= 0)
+        return 0;
+    if (2 * (d->naddrs + 1) > d->cap_addrs)
+        grow_addrs(d);
+    addr_entry *e = addr_slot(d->addrs, d->cap_addrs, addr);
+    if (e->n == UINT32_MAX) { /* first time: ask libdw, keep up to RP_LINES_MAX frames */
+        rp_line_frame fr[RP_LINES_MAX];
+        int n = lookup(d, addr, fr, RP_LINES_MAX);
+        rp_grow((void **)&d->frames, &d->cap_frames, d->nframes + (size_t)n, sizeof(*fr));
+        memcpy(d->frames + d->nframes, fr, (size_t)n * sizeof(*fr));
+        *e = (addr_entry){addr, (uint32_t)d->nframes, (uint32_t)n};
+        d->nframes += (size_t)n;
+        d->naddrs++;
+    }
+    int n = (int)e->n < max ? (int)e->n : max;
+    memcpy(out, d->frames + e->first, (size_t)n * sizeof(*out));
     return n;
 }

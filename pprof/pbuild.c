@@ -40,7 +40,7 @@ typedef struct pline {
     int64_t line;
 } pline;
 
-#define MAX_INLINED 16 /* frames of one location: inlined functions and their caller */
+#define MAX_INLINED RP_LINES_MAX /* frames of one location: inlined functions and caller */
 
 typedef struct psample {
     size_t loc_off, nlocs, val_off, label_off, nlabels;

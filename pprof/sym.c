@@ -302,7 +302,7 @@ int rp_sym_lines(rp_sym *s, uintptr_t pc, rp_line_frame *out, int max)
     rp_sym_module *m = &s->mods[i];
     if (!m->lines_tried) {
         m->lines_tried = true;
-        m->lines = rp_lines_open(m->path, m->build_id);
+        m->lines = m->is_main ? rp_lines_open(m->path, m->build_id) : NULL;
     }
     return m->lines ? rp_lines_frames(m->lines, pc - m->bias, out, max) : 0;
 }

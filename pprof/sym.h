@@ -6,7 +6,9 @@
  * shared libraries), read from the file on first use and cached for the process. A PC
  * outside every symbol's [start, start + size) gets no name; callers print
  * "<module>+0x<offset>" then, never the nearest exported symbol. Source files, lines and
- * inlined functions come from the module's DWARF where it has one (pprof/lines.h).
+ * inlined functions come from the executable's DWARF (pprof/lines.h); shared libraries
+ * keep their symbol names (libc6-dbg's DWARF for libc alone takes 8 MB of heap once
+ * libelf has decompressed it).
  *
  * Never call this from a signal handler or an allocation hook: it opens files and
  * allocates. The table is process-wide and guarded by a mutex: rp_sym_acquire() returns
@@ -56,8 +58,9 @@ const rp_sym_module *rp_sym_module_at(const rp_sym *s, size_t i); /* 0 is the ex
 /* Look pc up. Returns 0 when a name was found, -ENOENT otherwise (res is filled either way). */
 int rp_sym_lookup(rp_sym *s, uintptr_t pc, rp_sym_result *res);
 
-/* The source frames at pc from its module's DWARF (pprof/lines.h), innermost first: how
- * many were written to out (0: no line information). Strings valid until the release. */
+/* The source frames at pc from the executable's DWARF (pprof/lines.h), innermost first:
+ * how many were written to out (0: no line information, or pc is in a shared library).
+ * Strings valid until the release. */
 int rp_sym_lines(rp_sym *s, uintptr_t pc, rp_line_frame *out, int max);
 
 #endif /* RP_PPROF_SYM_H */

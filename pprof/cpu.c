@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "common/mem.h"
+#include "common/tasks.h"
 #include "pprof/pbuild.h"
 #include "pprof/stack.h"
 #include "pprof/threads.h"
@@ -33,6 +34,8 @@
 typedef struct cpu_rec {
     _Atomic int ready;
     int depth;
+    int fd;        /* the perf event that fired, or -1 */
+    pid_t tid;     /* the thread a POSIX timer sampled (sigev_value), or 0 */
     int64_t count; /* 1 + timer overruns */
     uintptr_t pcs[RP_STACK_MAX];
 } cpu_rec;
@@ -40,6 +43,7 @@ typedef struct cpu_rec {
 static pthread_mutex_t cpu_lock = PTHREAD_MUTEX_INITIALIZER; /* timers list, start/finish */
 static _Atomic bool cpu_on;
 static _Atomic bool window_open; /* every thread armed: samples count from here */
+static _Atomic bool arming;      /* new threads are armed (start .. disarm) */
 static cpu_rec *recs;
 static size_t recs_cap; /* the buffer's size in records */
 static _Atomic size_t widx;
@@ -59,6 +63,7 @@ static clock_kind clock_used;
 typedef struct armed {
     int id; /* a perf event's fd, or a POSIX timer id */
     bool perf;
+    pid_t tid; /* the thread it samples */
 } armed;
 static armed *timers;
 /* A perf event starts with a random first period, as the timers start at a random
@@ -95,6 +100,8 @@ static void on_sigprof(int sig, siginfo_t *si, void *uc)
             cpu_rec *r = &recs[i];
             r->depth = rp_stack_from_signal(uc, r->pcs, RP_STACK_MAX);
             r->count = 1 + (si->si_overrun > 0 ? si->si_overrun : 0);
+            r->fd = si->si_code == SI_TIMER ? -1 : si->si_fd;
+            r->tid = si->si_code == SI_TIMER ? (pid_t)si->si_value.sival_int : 0;
             atomic_store_explicit(&r->ready, 1, memory_order_release);
         } else {
             atomic_fetch_add(&lost, 1);
@@ -106,10 +113,10 @@ static void on_sigprof(int sig, siginfo_t *si, void *uc)
     errno = saved;
 }
 
-static void keep_locked(int id, bool perf)
+static void keep_locked(int id, bool perf, pid_t tid)
 {
     rp_grow((void **)&timers, &cap_timers, ntimers + 1, sizeof(armed));
-    timers[ntimers++] = (armed){id, perf};
+    timers[ntimers++] = (armed){id, perf, tid};
 }
 
 /* A task-clock event on tid overflowing every 10 ms of its CPU, each overflow a SIGPROF
@@ -156,7 +163,7 @@ static bool arm_perf(pid_t tid)
             nfallback++; /* e.g. out of file descriptors: this thread gets a timer */
         return false;
     }
-    keep_locked(fd, true);
+    keep_locked(fd, true, tid);
     return true;
 }
 
@@ -169,13 +176,14 @@ static void arm_timer(pid_t tid)
     sev.sigev_notify = SIGEV_THREAD_ID;
     sev.sigev_signo = SIGPROF;
     sev.sigev_notify_thread_id = tid;
+    sev.sigev_value.sival_int = (int)tid;                   /* the sample's thread label */
     clockid_t clk = (clockid_t)((~(unsigned)tid << 3) | 6); /* CPUCLOCK_SCHED, per thread */
     if (syscall(SYS_timer_create, clk, &sev, &id) != 0)
         return;
     struct itimerspec its = {.it_interval = {0, period_ns},
                              .it_value = {0, 1 + (long)((unsigned)rand() % (unsigned)period_ns)}};
     syscall(SYS_timer_settime, id, 0, &its, NULL);
-    keep_locked(id, false);
+    keep_locked(id, false, tid);
 }
 
 /* Arm tid: perf's task-clock, else a 100 Hz timer on its CPU clock (first expiry random
@@ -183,14 +191,14 @@ static void arm_timer(pid_t tid)
 static void arm_thread(pid_t tid)
 {
     pthread_mutex_lock(&cpu_lock);
-    if (!arm_perf(tid))
+    if (atomic_load(&arming) && !arm_perf(tid))
         arm_timer(tid);
     pthread_mutex_unlock(&cpu_lock);
 }
 
 static void on_thread_start(void)
 {
-    if (atomic_load(&cpu_on))
+    if (atomic_load(&arming))
         arm_thread(gettid());
 }
 
@@ -250,6 +258,7 @@ int rp_cpu_start(int seconds, int hz)
     int rc = install_handler();
     if (rc < 0)
         return rc;
+    atomic_store(&arming, true);
     __atomic_store_n(&rp_threads_start_hook, on_thread_start, __ATOMIC_RELEASE);
     arm_all();
     /* The window is the process's CPU from here: arming hundreds of threads is the
@@ -271,14 +280,14 @@ static void disarm(void)
     atomic_store(&window_open, false);
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu_stopped);
     pthread_mutex_lock(&cpu_lock);
+    atomic_store(&arming, false); /* a thread starting from now is not armed */
     for (size_t i = 0; i < ntimers; i++) {
         if (timers[i].perf)
             close(timers[i].id); /* closing a perf event stops it */
         else
             syscall(SYS_timer_delete, timers[i].id);
     }
-    ntimers = 0;
-    pthread_mutex_unlock(&cpu_lock);
+    pthread_mutex_unlock(&cpu_lock); /* the list stays until built: it names the threads */
     signal(SIGPROF, SIG_IGN);
     while (atomic_load(&in_handler) > 0)
         sched_yield();
@@ -303,8 +312,68 @@ static void cpu_comment(rp_pbuild *pb, int64_t samples)
     rp_pbuild_comment(pb, line);
 }
 
+/* The thread a sample is from: the POSIX timer said, or the perf event that fired. */
+static pid_t sample_tid(const cpu_rec *r)
+{
+    if (r->tid > 0)
+        return r->tid;
+    for (size_t i = 0; r->fd >= 0 && i < ntimers; i++)
+        if (timers[i].perf && timers[i].id == r->fd)
+            return timers[i].tid;
+    return 0;
+}
+
+/* Labels of the threads seen in one profile: its name, and its role, source and metric
+ * as rp_task_label_thread() set them (the goroutine profile's keys). */
+typedef struct thread_labels {
+    pid_t tid;
+    const char *role;
+    char name[16], source[64], metric[64];
+} thread_labels;
+
+typedef struct label_cache {
+    thread_labels *v;
+    size_t n, cap;
+} label_cache;
+
+static const thread_labels *labels_of(label_cache *c, pid_t tid)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (c->v[i].tid == tid)
+            return &c->v[i];
+    rp_grow((void **)&c->v, &c->cap, c->n + 1, sizeof(thread_labels));
+    thread_labels *l = memset(&c->v[c->n++], 0, sizeof(thread_labels));
+    l->tid = tid;
+    l->role =
+        rp_task_thread_labels(tid, l->source, sizeof(l->source), l->metric, sizeof(l->metric));
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/task/%d/comm", (int)tid);
+    FILE *f = fopen(path, "re");
+    if (f && fgets(l->name, sizeof(l->name), f))
+        l->name[strcspn(l->name, "\n")] = '\0';
+    if (f)
+        fclose(f);
+    return l;
+}
+
+static void label_sample(rp_pbuild *pb, size_t idx, label_cache *c, pid_t tid)
+{
+    if (tid <= 0)
+        return;
+    const thread_labels *l = labels_of(c, tid);
+    rp_pbuild_label_num(pb, idx, "tid", tid, NULL);
+    const char *kv[][2] = {{"thread", l->name},
+                           {"role", l->role ? l->role : "thread"},
+                           {"source", l->source},
+                           {"metric", l->metric}};
+    for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
+        if (kv[i][1][0])
+            rp_pbuild_label_str(pb, idx, kv[i][0], kv[i][1]);
+}
+
 static int build(rp_buf *out, int64_t duration_ns)
 {
+    label_cache labels = {0};
     rp_pbuild *pb = rp_pbuild_new();
     uint64_t locs[RP_STACK_MAX];
     rp_pbuild_sample_type(pb, "samples", "count");
@@ -322,8 +391,9 @@ static int build(rp_buf *out, int64_t duration_ns)
         size_t nl = r->depth > 0 ? rp_pbuild_stack(pb, r->pcs, (size_t)r->depth, true, locs) : 0;
         if (nl == 0)
             locs[nl++] = rp_pbuild_loc_named(pb, "(stack not unwound)");
-        rp_pbuild_sample(pb, locs, nl, v);
+        label_sample(pb, rp_pbuild_sample(pb, locs, nl, v), &labels, sample_tid(r));
     }
+    rp_free(labels.v);
     cpu_comment(pb, samples);
     int64_t nlost = atomic_load(&lost);
     if (nlost > 0) {
@@ -346,6 +416,9 @@ int rp_cpu_finish(rp_buf *out)
     int64_t ns =
         (int64_t)(now.tv_sec - started.tv_sec) * 1000000000 + (now.tv_nsec - started.tv_nsec);
     int rc = build(out, ns);
+    pthread_mutex_lock(&cpu_lock);
+    ntimers = 0;
+    pthread_mutex_unlock(&cpu_lock);
     munmap(recs, recs_cap * sizeof(cpu_rec));
     recs = NULL;
     recs_cap = 0;

@@ -63,7 +63,46 @@ def coverage(t, binary, pg, mode, floor):
     else:
         t.ok(True, '# SKIP perf events not allowed here: CPU-clock timers, coverage %.0f %%'
              % (100 * share))
+    check_labels(t, mode, path, pprof_total)
     t.is_(r.stop(), 0, '%s: exit 0' % mode)
+
+
+def tag_totals(path):
+    """{key: (total seconds, {value: seconds})} from go tool pprof -tags."""
+    out = subprocess.run(['go', 'tool', 'pprof', '-tags', path], capture_output=True,
+                         text=True).stdout
+    tags, key = {}, None
+    for line in out.splitlines():
+        m = re.match(r'\s*(\w+): Total ([\d.]+)(m?s)', line)
+        if m:
+            key = m.group(1)
+            tags[key] = (float(m.group(2)) / (1000 if m.group(3) == 'ms' else 1), {})
+            continue
+        m = re.match(r'\s*([\d.]+)(m?s) \(.*\): (.*)', line)
+        if m and key:
+            tags[key][1][m.group(3)] = float(m.group(1)) / (1000 if m.group(2) == 'ms' else 1)
+    return tags
+
+
+def check_labels(t, mode, path, total):
+    """Every sample names its thread; per-metric mode's metric threads name their source
+    and metric (the labels rp_task_label_thread set), batch mode's samples are the loop's."""
+    tags = tag_totals(path)
+    role = tags.get('role', (0, {}))
+    t.ok(abs(role[0] - total) < 0.0015 and abs(tags.get('tid', (0,))[0] - total) < 0.0015,
+         '%s: every sample has a thread label (role %.3f s, tid %.3f s, of %.3f s)'
+         % (mode, role[0], tags.get('tid', (0,))[0], total), str(sorted(tags)))
+    if mode == 'per-metric':
+        metrics = tags.get('metric', (0, {}))[1]
+        t.ok(role[1].get('metric', 0) > 0 and len(metrics) >= NMETRICS // 2 and
+             all(re.match(r'm\d+$', m) for m in metrics) and
+             abs(sum(metrics.values()) - role[1]['metric']) < 0.0015,
+             'per-metric: the metric threads\' samples name their metric (%d of %d metrics)'
+             % (len(metrics), NMETRICS), str(role) + str(metrics))
+    else:
+        t.ok(role[1].get('loop', 0) >= 0.5 * total,
+             'batch: most samples are the event loop\'s (%.3f of %.3f s)'
+             % (role[1].get('loop', 0), total), str(role))
 
 
 def main():

@@ -24,7 +24,7 @@
 
 #define NSLOTS      512
 #define BUCKET_HEAD 4096
-#define PTR_HEADS   (1u << 16)
+#define PTR_HEADS   (1u << RP_HEAP_PTR_BITS)
 #define PTR_LOCKS   1024
 #define EARLY_FRAME "(before main: shared libraries' constructors)"
 #define FIX         65536.0 /* weights are fixed point, 16 fraction bits */
@@ -71,6 +71,7 @@ static bucket *_Atomic buckets[BUCKET_HEAD];
 static _Atomic size_t nbuckets;
 static pthread_mutex_t bucket_lock = PTHREAD_MUTEX_INITIALIZER;
 static pnode *ptr_heads[PTR_HEADS]; /* written under the stripe lock, read racily for NULL */
+_Atomic uint64_t rp_heap_ptr_bits[PTR_HEADS / 64]; /* ptr_heads[i] != NULL, same lock */
 static atomic_flag ptr_locks[PTR_LOCKS];
 static atomic_flag arena_lock = ATOMIC_FLAG_INIT;
 static char *arena_cur, *arena_end;
@@ -316,7 +317,17 @@ static bucket *bucket_get(const uintptr_t *pcs, int n)
 
 static size_t ptr_slot(uintptr_t p)
 {
-    return (size_t)((p * 0x9E3779B97F4A7C15ULL) >> 48); /* 16 bits */
+    return rp_heap_ptr_slot(p);
+}
+
+static void set_head(size_t i, pnode *n) /* under the stripe lock of i */
+{
+    __atomic_store_n(&ptr_heads[i], n, __ATOMIC_RELEASE);
+    if (n)
+        atomic_fetch_or_explicit(&rp_heap_ptr_bits[i / 64], 1ULL << (i % 64), memory_order_relaxed);
+    else
+        atomic_fetch_and_explicit(&rp_heap_ptr_bits[i / 64], ~(1ULL << (i % 64)),
+                                  memory_order_relaxed);
 }
 
 static void link_node(pnode *n)
@@ -324,7 +335,7 @@ static void link_node(pnode *n)
     size_t i = ptr_slot(n->ptr);
     spin_lock(&ptr_locks[i % PTR_LOCKS]);
     n->next = ptr_heads[i];
-    __atomic_store_n(&ptr_heads[i], n, __ATOMIC_RELEASE);
+    set_head(i, n);
     atomic_fetch_add(&rp_heap_nlive, 1);
     spin_unlock(&ptr_locks[i % PTR_LOCKS]);
 }
@@ -426,6 +437,8 @@ static void forget_early(void)
         }
         ptr_heads[i] = NULL;
     }
+    for (size_t i = 0; i < PTR_HEADS / 64; i++)
+        atomic_store(&rp_heap_ptr_bits[i], 0);
     atomic_store(&rp_heap_nlive, 0);
     for (size_t h = 0; h < BUCKET_HEAD; h++)
         for (bucket *b = atomic_load(&buckets[h]); b; b = atomic_load(&b->next)) {
@@ -450,7 +463,10 @@ void rp_heap_forget(void *p)
     while ((n = *pp) && n->ptr != (uintptr_t)p)
         pp = &n->next;
     if (n) {
-        __atomic_store_n(pp, n->next, __ATOMIC_RELAXED);
+        if (pp == &ptr_heads[i])
+            set_head(i, n->next);
+        else
+            __atomic_store_n(pp, n->next, __ATOMIC_RELAXED);
         atomic_fetch_sub(&rp_heap_nlive, 1);
     }
     spin_unlock(&ptr_locks[i % PTR_LOCKS]);

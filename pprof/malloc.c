@@ -52,7 +52,7 @@ static inline void on_free(void *p)
     rp_heap_slot *s = rp_likely(t->slot != NULL) ? t->slot : rp_heap_slot_claim();
     rp_heap_count(&s->frees, s->shared, 1);
     rp_heap_count(&s->free_bytes, s->shared, malloc_usable_size(p));
-    if (atomic_load_explicit(&rp_heap_nlive, memory_order_relaxed))
+    if (rp_heap_maybe_sampled(p))
         rp_heap_forget(p);
 }
 

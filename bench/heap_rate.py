@@ -4,7 +4,8 @@ compare` runs --mode=batch and --mode=per-metric side by side (same sources, sam
 preset); the difference of their heap profiles' inuse_space (what `go tool pprof
 -diff_base batch.heap per-metric.heap` totals) is set against the exact difference of
 HeapAlloc read as each profile was taken (the profiles' own "exact:" comments): right
-sign, and error as a share of the exact difference. Also prints each mode's CPU per
+sign, and error as a share of the exact difference; and each snapshot's own error (its
+inuse_space against the HeapAlloc read with it). Also prints each mode's CPU per
 1,000 fetches, to see what sampling costs. Figures only; never passes or fails.
 
   python3 bench/heap_rate.py [--rates 0,524288,65536,16384,4096] [--rounds 2]
@@ -71,8 +72,9 @@ def main():
                         for i in range(a.sources)))
     print('heap sample rate vs the exact heap difference per-metric - batch '
           '(%d sources, preset %s, %s a mode)' % (a.sources, a.preset, a.duration))
-    print('%8s %5s %12s %12s %7s %7s %9s %9s' % ('rate', 'round', 'exact diff', 'profile diff',
-                                                 'sign', 'error', 'batch ms', 'p-m ms'))
+    print('%8s %5s %12s %12s %7s %7s %8s %8s %9s %9s' % (
+        'rate', 'round', 'exact diff', 'profile diff', 'sign', 'error', 'batch', 'p-m',
+        'batch ms', 'p-m ms'))
     for rate in [int(x) for x in a.rates.split(',')]:
         for k in range(a.rounds):
             res = one_run(a, rate, sources, d)
@@ -82,8 +84,11 @@ def main():
             exact, prof = pe - be, pt - bt
             ok = 'right' if (exact > 0) == (prof > 0) else 'WRONG'
             err = 100.0 * (prof - exact) / abs(exact) if exact else float('nan')
-            print('%8d %5d %12d %12d %7s %6.0f%% %9.1f %9.1f' % (
-                rate, k + 1, exact, prof, ok if rate else '-', err if rate else 0, cpu[0], cpu[1]))
+            own = ['%+7.0f%%' % (100.0 * (t - e) / e) if rate and e else '       -'
+                   for t, e in ((bt, be), (pt, pe))]
+            print('%8d %5d %12d %12d %7s %6.0f%% %s %s %9.1f %9.1f' % (
+                rate, k + 1, exact, prof, ok if rate else '-', err if rate else 0, own[0], own[1],
+                cpu[0], cpu[1]))
             sys.stdout.flush()
     pg.cleanup()
 

@@ -7,6 +7,7 @@
 
 #include <dlfcn.h>
 #include <libunwind.h>
+#include <ucontext.h>
 
 #include "common/compiler.h"
 
@@ -37,11 +38,48 @@ __attribute__((noinline)) int rp_stack_here(uintptr_t *pcs, int max, int skip)
     return out;
 }
 
+/* The PC the signal interrupted, from the handler's ucontext; 0 where unknown. */
+static uintptr_t signal_pc(const ucontext_t *uc)
+{
+#if defined(__x86_64__)
+    return (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+#elif defined(__aarch64__)
+    return (uintptr_t)uc->uc_mcontext.pc;
+#else
+    (void)uc;
+    return 0;
+#endif
+}
+
+/* libgcc's unwinder walks from the handler through the kernel's signal frame into the
+ * interrupted code: keep the frames from the interrupted PC on. 0 when it is not in
+ * the walk or is its last frame (no unwind table there, e.g. a PLT stub). */
+static int from_signal_libgcc(uintptr_t pc, uintptr_t *pcs, int max)
+{
+    void *raw[RP_STACK_MAX + 16];
+    if (!glibc_backtrace || pc == 0)
+        return 0;
+    int n = glibc_backtrace(raw, (int)RP_ARRAY_LEN(raw));
+    for (int i = 0; i < n; i++) {
+        if ((uintptr_t)raw[i] != pc)
+            continue;
+        if (i + 1 == n)
+            return 0;
+        int out = 0;
+        for (; i < n && out < max; i++)
+            pcs[out++] = (uintptr_t)raw[i];
+        return out;
+    }
+    return 0;
+}
+
 int rp_stack_from_signal(void *ucontext, uintptr_t *pcs, int max)
 {
     unw_cursor_t cur;
     unw_word_t ip;
-    int n = 0;
+    int n = from_signal_libgcc(signal_pc(ucontext), pcs, max);
+    if (n > 0)
+        return n;
     if (unw_init_local2(&cur, (unw_context_t *)ucontext, UNW_INIT_SIGNAL_FRAME) < 0)
         return 0;
     do {

@@ -8,9 +8,14 @@
  * _dl_find_object(): no system call per frame. libunwind's unw_backtrace() blocks all
  * signals around dl_iterate_phdr() on each cache miss, two rt_sigprocmask calls a
  * frame, which were most of the heap profiler's cost in system calls.
- * rp_stack_from_signal() (CPU samples) unwinds from a signal's ucontext, which only
- * libunwind does. Both are async-signal-safe once rp_stack_init() has run: neither
- * allocates after its warm-up.
+ * rp_stack_from_signal() (CPU samples, thread dumps) uses it too: libgcc's unwinder
+ * walks from the handler through the kernel's signal frame into the interrupted code,
+ * and the frames from the interrupted PC on are kept. Where that PC is not in the walk
+ * (no unwind table there), libunwind unwinds from the signal's ucontext: it is about
+ * three times slower in the handler (its page checks with mincore() and the blocked
+ * signals around dl_iterate_phdr() are system calls), and a handler's CPU is not
+ * sampled. Both are async-signal-safe once rp_stack_init() has run: neither allocates
+ * after its warm-up.
  */
 #ifndef RP_PPROF_STACK_H
 #define RP_PPROF_STACK_H

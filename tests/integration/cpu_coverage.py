@@ -1,10 +1,12 @@
 """How much of pgreaper's CPU its own CPU profile sees. The profile's comment states the
 process's CPU over the sampled window (CLOCK_PROCESS_CPUTIME_ID) and what the samples
-add up to; go tool pprof's total must agree with it, and the samples must cover most of
-the CPU: in --mode=per-metric with some 300 threads that each run for well under a
-millisecond at a time (a POSIX CPU-clock timer, noticed at the scheduler tick only,
-covered about 12 % there), and in batch mode. Sampled at 1000 Hz (?hz=) so that the
-share is measured on hundreds of samples, not a handful."""
+add up to; go tool pprof's total must agree with it, and the samples must cover at least
+90 % of the CPU: in --mode=per-metric with some 300 threads that each run for well under
+a millisecond at a time (a POSIX CPU-clock timer, noticed at the scheduler tick only,
+covered about 12 % there; perf's task-clock alone, which misses the kernel switching
+threads in and out, 78-87 %), and in batch mode. Most of it must be on real stacks: the
+frame for CPU of threads that had no sample stays a minority. Sampled at 1000 Hz (?hz=)
+so that the share is measured on hundreds of samples, not a handful."""
 import os
 import re
 import subprocess
@@ -46,6 +48,8 @@ def coverage(t, binary, pg, mode, floor):
                          text=True).stdout
     m = re.search(r'pgreaper cpu: sampled ([\d.]+) s of the process\'s ([\d.]+) s', top)
     clock = re.search(r'pgreaper cpu clock: (.*)', top)
+    weighed = re.search(r'samples weighed by their thread\'s CPU clock; ([\d.]+) s of them '
+                        r'after a thread\'s last sample, ([\d.]+) s on threads with no sample', top)
     total = re.search(r'Total samples = ([\d.]+)(m?s)', top)
     sampled, process = (float(m.group(1)), float(m.group(2))) if m else (0.0, 0.0)
     pprof_total = (float(total.group(1)) / (1000 if total.group(2) == 'ms' else 1)
@@ -57,9 +61,14 @@ def coverage(t, binary, pg, mode, floor):
          % (mode, pprof_total))
     share = sampled / process if process else 0
     if clock and clock.group(1).startswith('perf'):
-        t.ok(share >= floor, '%s, %d threads: the samples cover %.0f %% of the process\'s '
-             '%.3f s of CPU (at least %.0f %%)' % (mode, threads, 100 * share, process,
-                                                  100 * floor))
+        t.ok(0.90 <= share <= 1.10, '%s, %d threads: the samples cover %.0f %% of the '
+             'process\'s %.3f s of CPU (90-110 %%)' % (mode, threads, 100 * share, process))
+        alone = float(weighed.group(2)) if weighed else sampled
+        t.ok(weighed and (sampled - alone) >= floor * process,
+             '%s: %.0f %% of the CPU is on stacks (at least %.0f %%); %.3f s owed after a '
+             'thread\'s last sample, %.3f s on threads with no sample'
+             % (mode, 100 * (sampled - alone) / (process or 1), 100 * floor,
+                float(weighed.group(1)) if weighed else -1, alone), top[:800])
     else:
         t.ok(True, '# SKIP perf events not allowed here: CPU-clock timers, coverage %.0f %%'
              % (100 * share))
@@ -110,8 +119,8 @@ def main():
         skip_all('go tool pprof not installed (Debian golang-go)')
     t = Tap()
     pg = Postgres('cpucov', extra_conf={'max_connections': '200'})
-    coverage(t, sys.argv[1], pg, 'per-metric', 0.70)
-    coverage(t, sys.argv[1], pg, 'batch', 0.85)
+    coverage(t, sys.argv[1], pg, 'per-metric', 0.75)
+    coverage(t, sys.argv[1], pg, 'batch', 0.90)
     pg.cleanup()
     t.done()
 

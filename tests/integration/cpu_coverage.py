@@ -1,7 +1,7 @@
 """How much of pgreaper's CPU its own CPU profile sees. The profile's comment states the
 process's CPU over the sampled window (CLOCK_PROCESS_CPUTIME_ID) and what the samples
 add up to; go tool pprof's total must agree with it, and the samples must cover at least
-90 % of the CPU: in --mode=per-metric with some 300 threads that each run for well under
+90 % of the CPU: in --mode=per-metric with some 500 threads that each run for well under
 a millisecond at a time (a POSIX CPU-clock timer, noticed at the scheduler tick only,
 covered about 12 % there; perf's task-clock alone, which misses the kernel switching
 threads in and out, 78-87 %), and in batch mode. Most of it must be on real stacks: the
@@ -20,7 +20,7 @@ if os.environ.get('RP_VALGRIND'):
     skip_all('sampling shares: not under valgrind (the ASan and normal runs have it)')
 
 NMETRICS = 15
-NSOURCES = 20
+NSOURCES = 34
 METRICS = 'metrics:\n' + ''.join(
     '  m%d:\n    sqls:\n      10: select (extract(epoch from now()) * 1e9)::int8 as epoch_ns, '
     'g as n, md5(g::text) as h from generate_series(1, 100) g\n' % i for i in range(NMETRICS))

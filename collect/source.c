@@ -1838,7 +1838,7 @@ static int read_answers(rp_source *src, bool readable)
             src->stats.socket_reads++;
             if (!PQconsumeInput(src->client.conn))
                 return -EIO;
-            rp_sendbuf_received(&src->read_full);
+            src->read_full = rp_sendbuf_recv_filled();
             if (src->read_full && src->full_us == 0) {
                 uint64_t us = (uv_hrtime() - src->sent_ns) / 1000;
                 src->full_us = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;

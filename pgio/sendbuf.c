@@ -36,27 +36,21 @@ __attribute__((visibility("default"))) ssize_t send(int fd, const void *buf, siz
     return (ssize_t)len;
 }
 
-/* Bytes received by recv() on this thread, and whether its last recv() filled the
- * buffer it was given: see rp_sendbuf_received(). */
-static __thread uint64_t received;
+/* Whether this thread's last recv() filled the buffer it was given. */
 static __thread bool last_full;
 
 /* recv(2) is recvfrom(2) without an address (glibc's recv is that system call too); it is
- * defined here, next to send(), only to count what libpq reads. */
+ * defined here, next to send(), only to see whether libpq's reads fill its buffer. */
 __attribute__((visibility("default"))) ssize_t recv(int fd, void *buf, size_t len, int flags)
 {
     ssize_t n = recvfrom(fd, buf, len, flags, NULL, NULL);
     last_full = n > 0 && (size_t)n == len;
-    if (n > 0)
-        received += (uint64_t)n;
     return n;
 }
 
-uint64_t rp_sendbuf_received(bool *last_was_full)
+bool rp_sendbuf_recv_filled(void)
 {
-    if (last_was_full)
-        *last_was_full = last_full;
-    return received;
+    return last_full;
 }
 
 static void release_scratch(rp_sendbuf *sb)

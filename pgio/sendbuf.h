@@ -58,11 +58,10 @@ bool rp_sendbuf_pending(const rp_sendbuf *sb);
 /* Drop what is pending (the connection is being closed). */
 void rp_sendbuf_discard(rp_sendbuf *sb);
 
-/* Bytes received by recv() on the calling thread since it started (any socket), and in
- * *last_was_full (if not NULL) whether the thread's last recv() filled the buffer it was
- * given: more may be waiting in the socket. recv() is defined in the executable like
- * send(), so this sees libpq's reads, which take at most what its input buffer has room
- * for. 0 and false forever in a build without the definition. */
-uint64_t rp_sendbuf_received(bool *last_was_full);
+/* Whether the calling thread's last recv() (any socket) filled the buffer it was given:
+ * more may be waiting in the socket. recv() is defined in the executable like send(), so
+ * this sees libpq's reads, which take at most what its input buffer has room for. false
+ * forever in a build without the definition. */
+bool rp_sendbuf_recv_filled(void);
 
 #endif /* RP_PGIO_SENDBUF_H */

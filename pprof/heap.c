@@ -315,11 +315,6 @@ static bucket *bucket_get(const uintptr_t *pcs, int n)
     return b;
 }
 
-static size_t ptr_slot(uintptr_t p)
-{
-    return rp_heap_ptr_slot(p);
-}
-
 static void set_head(size_t i, pnode *n) /* under the stripe lock of i */
 {
     __atomic_store_n(&ptr_heads[i], n, __ATOMIC_RELEASE);
@@ -332,7 +327,7 @@ static void set_head(size_t i, pnode *n) /* under the stripe lock of i */
 
 static void link_node(pnode *n)
 {
-    size_t i = ptr_slot(n->ptr);
+    size_t i = rp_heap_ptr_slot(n->ptr);
     spin_lock(&ptr_locks[i % PTR_LOCKS]);
     n->next = ptr_heads[i];
     set_head(i, n);
@@ -455,7 +450,7 @@ static void forget_early(void)
 
 void rp_heap_forget(void *p)
 {
-    size_t i = ptr_slot((uintptr_t)p);
+    size_t i = rp_heap_ptr_slot((uintptr_t)p);
     if (!__atomic_load_n(&ptr_heads[i], __ATOMIC_RELAXED))
         return; /* p is ours to free: it cannot be being inserted right now */
     spin_lock(&ptr_locks[i % PTR_LOCKS]);

@@ -22,7 +22,9 @@ void rp_stack_init(void)
     void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
     if (libc)
         glibc_backtrace = (int (*)(void **, int))dlsym(libc, "backtrace");
-    (void)rp_stack_here(pcs, 8, 0); /* loads libgcc_s's unwinder: may allocate */
+    (void)rp_stack_here(pcs, 8, 0); /* warms this thread's trace cache up */
+    if (glibc_backtrace)
+        (void)glibc_backtrace((void **)pcs, 8); /* loads libgcc_s's unwinder: may allocate */
 }
 
 __attribute__((noinline)) int rp_stack_here(uintptr_t *pcs, int max, int skip)
@@ -31,7 +33,9 @@ __attribute__((noinline)) int rp_stack_here(uintptr_t *pcs, int max, int skip)
     int want = max + skip + 1;
     if (want > (int)RP_ARRAY_LEN(raw))
         want = (int)RP_ARRAY_LEN(raw);
-    int n = glibc_backtrace ? glibc_backtrace(raw, want) : unw_backtrace(raw, want);
+    int n = unw_backtrace(raw, want);
+    if (n <= 1 && glibc_backtrace)
+        n = glibc_backtrace(raw, want);
     int out = 0;
     for (int i = skip + 1; i < n && out < max; i++)
         pcs[out++] = (uintptr_t)raw[i];

@@ -118,7 +118,7 @@ const rp_opt_def rp_opt_table[] = {
     {"metrics-addr", "PGREAPER_METRICS_ADDR", RP_OPT_STRING, OFF(metrics_addr), 0, 0, "HOST:PORT",
      NULL, "serve pgreaper's own metrics (/metrics, Prometheus text) alone on HOST:PORT"},
     {"heap-sample-rate", "PGREAPER_HEAP_SAMPLE_RATE", RP_OPT_BYTES, OFF(heap_sample_rate), 0, 0,
-     "BYTES", "64KiB",
+     "BYTES", "16KiB",
      "mean bytes between heap profile samples (1: every allocation, 0: counters only)"},
     {"mutex-profile-fraction", "PGREAPER_MUTEX_PROFILE_FRACTION", RP_OPT_INT,
      OFF(mutex_profile_fraction), 0, 1000000000, "N", "0",
@@ -151,7 +151,7 @@ void rp_options_init(rp_options *o)
     o->retention_ms = 14LL * 86400000;
     o->maintenance_interval_ms = 12LL * 3600000;
     o->interval_scale = 1.0;
-    o->heap_sample_rate = 65536; /* RP_HEAP_DEFAULT_RATE (pprof/heap.h) */
+    o->heap_sample_rate = 16384; /* RP_HEAP_DEFAULT_RATE (pprof/heap.h) */
     o->max_conns_per_db = 4;
     o->log_level = RP_LOG_INFO;
     o->log_format = RP_LOG_TEXT;

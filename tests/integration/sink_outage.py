@@ -144,7 +144,11 @@ def main():
     for metric in ('seq', 'instance_up'):
         stored = [x for x in sink_rows(sink, metric) if int(x[0]) >= since]
         missing += len(file_rows(r, metric)) - len(stored)
-    t.is_(lost, missing, 'and that count is exactly what the sink is missing')
+    # A COPY in flight when the sink stopped has an unknown outcome: its rows may or may
+    # not be stored, and are counted as such, not as dropped.
+    unknown = r.summary().get('sink_rows_unknown', 0)
+    t.ok(lost <= missing <= lost + unknown, 'and the sink misses exactly those: %d dropped, '
+         '%d of unknown outcome, %d missing' % (lost, unknown, missing))
 
     # 5. A batch larger than the whole buffer: refused and counted, nothing else evicted.
     sink.psql('drop table if exists public.seq', db='metrics')

@@ -44,7 +44,7 @@ def coverage(t, binary, pg, mode, floor):
     path = os.path.join(r.dir, 'cpu.pb.gz')
     with urllib.request.urlopen(url, timeout=60) as f, open(path, 'wb') as out:
         out.write(f.read())
-    top = subprocess.run(['go', 'tool', 'pprof', '-top', path], capture_output=True,
+    top = subprocess.run(['go', 'tool', 'pprof', '-top', '-unit=ms', path], capture_output=True,
                          text=True).stdout
     m = re.search(r'pgreaper cpu: sampled ([\d.]+) s of the process\'s ([\d.]+) s', top)
     clock = re.search(r'pgreaper cpu clock: (.*)', top)
@@ -77,9 +77,10 @@ def coverage(t, binary, pg, mode, floor):
 
 
 def tag_totals(path):
-    """{key: (total seconds, {value: seconds})} from go tool pprof -tags."""
-    out = subprocess.run(['go', 'tool', 'pprof', '-tags', path], capture_output=True,
-                         text=True).stdout
+    """{key: (total seconds, {value: seconds})} from go tool pprof -tags, in milliseconds:
+    in its own unit a total of 1.007 s prints as "1.0s"."""
+    out = subprocess.run(['go', 'tool', 'pprof', '-tags', '-unit=ms', path],
+                         capture_output=True, text=True).stdout
     tags, key = {}, None
     for line in out.splitlines():
         m = re.match(r'\s*(\w+): Total ([\d.]+)(m?s)', line)
